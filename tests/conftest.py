@@ -1,0 +1,32 @@
+"""Test setup: 8 fake CPU devices (set before JAX starts), the shared data dir, quiet TF."""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> str:
+  from hbt_jax.data.lareqa import default_data_dir
+  d = default_data_dir()
+  if not (Path(d) / "lareqa").exists():
+    pytest.skip(f"LAReQA data not found at {d} (set HBT_DATA_DIR)")
+  return d
+
+
+def run_cli(args, workdir, timeout=600, extra_env=None):
+  """python -m hbt_jax.main ... in a subprocess; returns CompletedProcess."""
+  import subprocess
+  env = dict(os.environ, **(extra_env or {}))
+  env.setdefault("PYTHONPATH", str(ROOT))
+  return subprocess.run([sys.executable, "-m", "hbt_jax.main", *args, "--workdir", str(workdir)],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
