@@ -13,8 +13,6 @@ def get_config(arg=None):
   # all-MiniLM-L6-v2 was trained without "query: "/"passage: " prefixes; zero-shot uses none.
   c.model.query_prefix = ""
   c.model.passage_prefix = ""
-  c.model.max_query_len = 64
-  c.model.max_passage_len = 256   # sentence + paragraph context (MiniLM's max_seq_length)
   quick = 100 if arg == "quick" else 0
   c.evals.xquad_r = lareqa_eval("xquad_r", max_questions=quick)
   c.evals.mlqa_r = lareqa_eval("mlqa_r", max_questions=quick)

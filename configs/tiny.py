@@ -19,7 +19,8 @@ def get_config(arg=None):
   c.model.max_passage_len = 48
   c.model.dropout = 0.0
   c.model.attention_dropout = 0.0
-  c.evals.xquad_r = lareqa_eval("xquad_r", max_questions=20, langs="de,en,es", batch_size=32)
+  c.evals.xquad_r = lareqa_eval("xquad_r", max_questions=20, langs="de,en,es", batch_size=32,
+                                max_query_len=24, max_candidate_len=64)
   c.optim.lr = 2e-3
   c.optim.warmup_steps = 5
   c.lock()

@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
   c.sharding_rules = ()         # logical-axis rules, e.g. (("embed", "fsdp"),); () = default
   c.eval_only = False           # evaluate the model (pretrained or latest checkpoint), no training
+  c.restore_from = ""           # another workdir whose latest checkpoint gives the params (eval)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "mlqa_r"      # "xquad_r" | "mlqa_r" (LAReQA) | "jsonl" (see hbt_jax/data/jsonl.py)
@@ -81,10 +82,21 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str = "",
-                candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10"
+                candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10",
+                max_query_len: int = 64, max_candidate_len: int = 256
                 ) -> ml_collections.ConfigDict:
-  """An evaluator entry for XQuAD-R / MLQA-R (mono, cross, multi mAP, recall@k, rank distance)."""
+  """An evaluator entry for XQuAD-R / MLQA-R (mono, cross, multi mAP, recall@k, rank distance).
+
+  Candidates are sentence + paragraph context, so they get their own (longer) max length."""
   return ml_collections.ConfigDict(dict(
       type="lareqa", dataset=dataset, every=every, max_questions=max_questions, langs=langs,
       candidate_context=candidate_context, batch_size=batch_size, recall_at=recall_at,
-      data_dir=""))
+      max_query_len=max_query_len, max_candidate_len=max_candidate_len, data_dir=""))
+
+
+def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 128,
+              max_query_len: int = 64, max_candidate_len: int = 256) -> ml_collections.ConfigDict:
+  """An evaluator entry for a BEIR / MIRACL-layout folder (corpus.jsonl, queries.jsonl, qrels/)."""
+  return ml_collections.ConfigDict(dict(
+      type="beir", path=path, split=split, every=every, batch_size=batch_size,
+      max_query_len=max_query_len, max_candidate_len=max_candidate_len))

@@ -48,10 +48,10 @@ class LareqaEvaluator:
   def run(self, params, step: int) -> dict[str, float]:
     ds, m = self.dataset, self.cfg.model
     t0 = time.time()
-    q = self.embedder.encode(params, [x.text for x in ds.questions], m.max_query_len, "query",
+    q = self.embedder.encode(params, [x.text for x in ds.questions], self.ecfg.max_query_len, "query",
                              prefix=m.query_prefix, desc=f"{self.name} questions")
     ctx = [c.context for c in ds.candidates] if self.ecfg.candidate_context else None
-    c = self.embedder.encode(params, [x.sentence for x in ds.candidates], m.max_passage_len,
+    c = self.embedder.encode(params, [x.sentence for x in ds.candidates], self.ecfg.max_candidate_len,
                              "passage", pairs=ctx, prefix=m.passage_prefix,
                              desc=f"{self.name} candidates")
     t1 = time.time()
@@ -109,8 +109,9 @@ class BeirEvaluator:
     m = self.cfg.model
     doc_ids, docs, qids, qtexts, qrels = read_beir(self.ecfg.path, self.ecfg.split)
     pos = {d: i for i, d in enumerate(doc_ids)}
-    q = self.embedder.encode(params, qtexts, m.max_query_len, "query", prefix=m.query_prefix)
-    c = self.embedder.encode(params, docs, m.max_passage_len, "passage", prefix=m.passage_prefix)
+    q = self.embedder.encode(params, qtexts, self.ecfg.max_query_len, "query", prefix=m.query_prefix)
+    c = self.embedder.encode(params, docs, self.ecfg.max_candidate_len, "passage",
+                             prefix=m.passage_prefix)
     width = max(sum(1 for g in qrels[i].values() if g > 0) for i in qids)
     rel = np.full((len(qids), width), -1, np.int64)
     gains = np.zeros((len(qids), width))
@@ -130,11 +131,20 @@ class BeirEvaluator:
 _TYPES = {"lareqa": LareqaEvaluator, "beir": BeirEvaluator}
 
 
+def _check_lengths(name, ecfg, bundle):
+  limit = bundle.enc_cfg.max_position - (bundle.enc_cfg.pad_token_id + 1
+                                         if bundle.enc_cfg.arch == "xlm-roberta" else 0)
+  for key in ("max_query_len", "max_candidate_len"):
+    if ecfg[key] > limit:
+      raise ValueError(f"config.evals.{name}.{key}={ecfg[key]} exceeds the model's {limit} positions")
+
+
 def from_config(cfg, bundle, mesh, workdir) -> list:
   evals = []
   for name, ecfg in cfg.evals.items():
     if ecfg.type not in _TYPES:
       raise ValueError(f"config.evals.{name}.type={ecfg.type!r}; known: {sorted(_TYPES)}")
+    _check_lengths(name, ecfg, bundle)
     evals.append(_TYPES[ecfg.type](name, ecfg, cfg, bundle, mesh, workdir))
   return evals
 

@@ -97,6 +97,13 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
   start = 0
   if restored is not None:
     st, start, _ = restored
+  elif cfg.restore_from:
+    other = checkpoints.manager(cfg.restore_from, cfg)
+    found = checkpoints.restore_latest(other, st)
+    other.close()
+    if found is None:
+      raise FileNotFoundError(f"config.restore_from={cfg.restore_from!r}: no checkpoint there")
+    st["params"] = found[0]["params"]  # weights only: optimizer and sampler start fresh
   if cfg.eval_only:
     results = evaluators.run_all(evals, st["params"], int(st["step"]), final=True)
     mngr.close()

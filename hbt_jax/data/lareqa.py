@@ -154,16 +154,24 @@ def read_lareqa(name: str, data_dir: str | None = None, langs: list[str] | None 
   unknown = sorted(set(langs) - set(LAREQA_LANGS[name]))
   if unknown:
     raise DataError(f"{name}: unknown languages {unknown}; it has {LAREQA_LANGS[name]}")
-  questions, cands = [], []
+  paths = {}
   for lang in langs:
-    path = root / f"{lang}.json"
-    if not path.exists():
-      raise DataError(f"{path}: missing. Set HBT_DATA_DIR (or config data_dir) to a folder with "
-                      f"lareqa/{_DIRNAMES[name]}/, or download {DOWNLOAD_URL.format(dir=_DIRNAMES[name], lang=lang)}")
-    q, c = parse_file(path, lang, cand_offset=len(cands))
+    paths[lang] = root / f"{lang}.json"
+    if not paths[lang].exists():
+      raise DataError(f"{paths[lang]}: missing. Set HBT_DATA_DIR (or config data_dir) to a folder "
+                      f"with lareqa/{_DIRNAMES[name]}/, or download "
+                      f"{DOWNLOAD_URL.format(dir=_DIRNAMES[name], lang=lang)}")
+  return read_files(name, paths)
+
+
+def read_files(name: str, paths: dict[str, Path]) -> ParallelRetrievalSet:
+  """One benchmark from {lang: json file} (used by the TFDS builder for downloaded files too)."""
+  questions, cands = [], []
+  for lang, path in paths.items():
+    q, c = parse_file(Path(path), lang, cand_offset=len(cands))
     questions += q
     cands += c
-  ds = ParallelRetrievalSet(name, langs, questions, cands)
+  ds = ParallelRetrievalSet(name, list(paths), questions, cands)
   logging.info("%s: %s", name, ds.stats())
   return ds
 
