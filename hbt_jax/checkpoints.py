@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import jax
@@ -23,13 +24,34 @@ def save(mngr: ocp.CheckpointManager, step: int, state, next_data_step: int,
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
-  """(state, next_data_step, step) of the newest checkpoint, or None when there is none."""
-  step = mngr.latest_step()
-  if step is None:
-    return None
+  """(state, next_data_step, step) of the newest readable checkpoint, or None when there is none.
+
+  A checkpoint that fails to restore (truncated or corrupted files) is moved aside to
+  `corrupt_checkpoints/` with a warning naming it, and the previous one is tried.
+  """
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                         abstract_state)
-  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                                   data=ocp.args.JsonRestore()))
-  logging.info("restored checkpoint of step %d", step)
-  return out["state"], int(out["data"]["next_step"]), step
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                       data=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: fall back
+      bad = Path(mngr.directory) / str(step)
+      logging.warning("checkpoint %s is unreadable (%s: %s); falling back to the previous one",
+                      bad, type(e).__name__, str(e)[:300])
+      _move_aside(bad)
+      mngr.reload()
+      continue
+    logging.info("restored checkpoint of step %d", step)
+    return out["state"], int(out["data"]["next_step"]), step
+  return None
+
+
+def _move_aside(path: Path) -> None:
+  if jax.process_index() != 0 or not path.exists():
+    return
+  dest = path.parent.parent / "corrupt_checkpoints" / path.name
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  if dest.exists():
+    shutil.rmtree(dest)
+  shutil.move(str(path), str(dest))

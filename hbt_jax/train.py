@@ -88,6 +88,12 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
   config_checks.check_batch_divisible(cfg, dp, jax.process_count())
   logging.info("mesh %s on %d processes", dict(mesh.shape), jax.process_count())
 
+  corpus = None
+  if not cfg.eval_only:  # read and check the data before anything expensive
+    corpus = input_pipeline.load_corpus(cfg)
+    config_checks.check_corpus(cfg, corpus)
+    input_pipeline.make_sampler(cfg, corpus)  # batch size vs. ids per language, named errors
+
   bundle = state.build_model(cfg)
   evals = evaluators.from_config(cfg, bundle, mesh, workdir)
   tx = state.make_optimizer(cfg)
@@ -109,8 +115,6 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     mngr.close()
     return results
 
-  corpus = input_pipeline.load_corpus(cfg)
-  config_checks.check_corpus(cfg, corpus)
   tokens = input_pipeline.tokenize_corpus(corpus, bundle.tokenizer, cfg)
   sampler = input_pipeline.make_sampler(cfg, corpus, tokens)
   batches = input_pipeline.HostBatches(sampler, tokens, jax.process_count(), jax.process_index(),
