@@ -23,7 +23,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state, next_data_step: int,
       data=ocp.args.JsonSave({"next_step": int(next_data_step)})), force=force)
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, only_step: int | None = None):
   """(state, next_data_step, step) of the newest readable checkpoint, or None when there is none.
 
   A checkpoint that fails to restore (truncated or corrupted files) is moved aside to
@@ -31,7 +31,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
   """
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                         abstract_state)
-  for step in sorted(mngr.all_steps(), reverse=True):
+  steps = sorted(mngr.all_steps(), reverse=True) if only_step is None else [only_step]
+  for step in steps:
     try:
       out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                        data=ocp.args.JsonRestore()))
