@@ -48,7 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
       intermediate_size=1536, max_position=512, type_vocab_size=2, layer_norm_eps=1e-12,
       pad_token_id=0, hidden_act="gelu"))
   c.model.pooling = "mean"
-  c.model.projection_dim = 0
+  c.model.projection_dim = 0      # > 0: a dense head (loaded from a sentence-transformers Dense
+  c.model.projection_activation = "identity"  # module when the checkpoint has one); "tanh" for LaBSE
   c.model.normalize = True
   c.model.dtype = "float32"     # compute dtype ("bfloat16" on TPU/GPU)
   c.model.remat = False

@@ -74,7 +74,8 @@ def export(params: dict, enc: models.EncoderConfig, tokenizer, out_dir: str, tow
     dense.mkdir(exist_ok=True)
     (dense / "config.json").write_text(json.dumps({
         "in_features": enc.hidden_size, "out_features": enc.projection_dim, "bias": True,
-        "activation_function": _ST_DENSE_IDENTITY}))
+        "activation_function": _ST_DENSE_IDENTITY if enc.projection_activation == "identity"
+                               else "torch.nn.modules.activation.Tanh"}))
     save_file({"linear.weight": np.ascontiguousarray(np.asarray(proj["kernel"], np.float32).T),
                "linear.bias": np.asarray(proj["bias"], np.float32)}, str(dense / "model.safetensors"))
     modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})

@@ -141,3 +141,17 @@ def encoder_params_from_hf(tensors: dict[str, np.ndarray], template: dict, sourc
     return out
 
   return fill(template)
+
+
+def read_st_dense(model_dir: Path, allow_pickle: bool = False) -> dict[str, np.ndarray] | None:
+  """The sentence-transformers Dense head of a model dir (e.g. LaBSE's 768->768 tanh), if any:
+  {'kernel': [in, out], 'bias': [out]}."""
+  modules = model_dir / "modules.json"
+  if not modules.exists():
+    return None
+  for m in json.loads(modules.read_text()):
+    if m.get("type", "").endswith("models.Dense"):
+      d = model_dir / m["path"]
+      t = read_tensors(d, allow_pickle=allow_pickle)
+      return {"kernel": np.ascontiguousarray(t["linear.weight"].T), "bias": t["linear.bias"]}
+  return None

@@ -31,6 +31,7 @@ class EncoderConfig:
   hidden_act: str = "gelu"
   pooling: str = "mean"          # "mean" | "cls"
   projection_dim: int = 0        # 0 = no projection
+  projection_activation: str = "identity"  # "identity" | "tanh" (LaBSE's sentence-transformers head)
   normalize: bool = True
   dtype: str = "float32"         # compute dtype; parameters stay float32
   dropout: float = 0.1
@@ -154,6 +155,8 @@ class Encoder(nn.Module):
       raise ValueError(f"config.model.pooling={cfg.pooling!r}; known: mean, cls")
     if cfg.projection_dim:
       pooled = _dense(cfg.projection_dim, ("embed", "proj"), "projection", jnp.float32)(pooled)
+      if cfg.projection_activation == "tanh":
+        pooled = jnp.tanh(pooled)
     if cfg.normalize:
       pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
     return (pooled, hidden) if return_hidden else pooled
@@ -193,6 +196,7 @@ class DualEncoder(nn.Module):
 def encoder_config(model_cfg: Any, hf_config: dict | None) -> EncoderConfig:
   """EncoderConfig from config.model (+ the HF config.json when weights come from a checkpoint)."""
   over = dict(pooling=model_cfg.pooling, projection_dim=model_cfg.projection_dim,
+              projection_activation=model_cfg.projection_activation,
               normalize=model_cfg.normalize, dtype=model_cfg.dtype, remat=model_cfg.remat)
   if model_cfg.dropout >= 0:
     over["dropout"] = model_cfg.dropout

@@ -115,6 +115,14 @@ def load_pretrained(params, bundle: ModelBundle, cfg, p_shard):
       continue
     template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params[tower])
     filled = hf_io.encoder_params_from_hf(tensors, template, str(bundle.hf_dir))
+    dense = hf_io.read_st_dense(bundle.hf_dir, cfg.model.allow_pickle) if "projection" in template else None
+    if dense is not None:
+      for k in ("kernel", "bias"):
+        if dense[k].shape != template["projection"][k].shape:
+          raise hf_io.CheckpointImportError(
+              f"{bundle.hf_dir}: sentence-transformers Dense {k} has shape {dense[k].shape}; "
+              f"config.model.projection_dim needs {template['projection'][k].shape}")
+      filled["projection"] = {k: np.asarray(v, np.float32) for k, v in dense.items()}
     merged = jax.tree.map(lambda new, old: old if new is None else new, filled, params[tower],
                           is_leaf=lambda x: x is None)
     out[tower] = jax.tree.map(lambda x, s: jax.device_put(x, s), merged, p_shard[tower])

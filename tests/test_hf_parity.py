@@ -165,3 +165,42 @@ def test_demo_model_trained_exported_and_loaded_by_sentence_transformers(data_di
   # Training moved the weights away from the pretrained model.
   assert np.abs(ours - Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(
       st["params"], TEXTS, 64)).max() > 1e-4
+
+
+def test_sentence_transformers_dense_tanh_head_round_trip(tmp_path):
+  """Export with a tanh Dense head (LaBSE's layout), import it back: same embeddings as ST."""
+  from sentence_transformers import SentenceTransformer
+  from hbt_jax import sharding, state
+  from hbt_jax.evaluation.encode import Embedder
+  from train_test import tiny_config
+  cfg = tiny_config(**{"model.projection_dim": 16, "model.projection_activation": "tanh",
+                       "model.pooling": "cls"})
+  mesh = sharding.make_mesh(cfg.mesh.to_dict())
+  bundle = state.build_model(cfg)
+  st = state.create_train_state(bundle, cfg, mesh, state.make_optimizer(cfg))
+  export.export(jax.tree.map(np.asarray, st["params"]), bundle.enc_cfg, bundle.tokenizer,
+                str(tmp_path / "st"), max_seq_length=48)
+  cfg2 = tiny_config(**{"model.projection_dim": 16, "model.projection_activation": "tanh",
+                        "model.pooling": "cls", "model.init": str(tmp_path / "st"), "seed": 5})
+  b2 = state.build_model(cfg2)
+  st2 = state.create_train_state(b2, cfg2, mesh, state.make_optimizer(cfg2))
+  ours = Embedder(b2.module, b2.tokenizer, mesh, 8).encode(st2["params"], TEXTS, 48)
+  orig = Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(st["params"], TEXTS, 48)
+  theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS)
+  assert np.abs(ours - theirs).max() <= 1e-4 and np.abs(ours - orig).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["paper_xlmr", "paper_labse"])
+def test_paper_configs_are_valid_and_need_training_files(name):
+  import importlib.util
+  from hbt_jax import config_checks, input_pipeline
+  from hbt_jax.data.corpus import DataError
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  cfg = mod.get_config()
+  config_checks.validate(cfg)
+  assert (cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay, cfg.sampler.alpha) == (100, 3e-5, 0.01, 0.5)
+  assert cfg.model.query_prefix == "query: " and set(cfg.evals) == {"xquad_r", "mlqa_r"}
+  with pytest.raises(DataError, match="config.data.files"):
+    input_pipeline.load_corpus(cfg)
