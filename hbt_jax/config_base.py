@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   c.loss.symmetric = False      # add the passage->query InfoNCE term
+  c.loss.grad_cache_chunk = 0   # > 0: GradCache with this many rows per data shard and chunk
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 3e-5

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import optax
 from tqdm import tqdm
 
-from hbt_jax import checkpoints, config_checks, evaluators, input_pipeline, losses, sharding, state
+from hbt_jax import (checkpoints, config_checks, evaluators, grad_cache, input_pipeline, losses,
+                     sharding, state)
 from hbt_jax.metric_writers import MetricWriter
 from hbt_jax.sampler import BATCH_TYPES
 
@@ -23,28 +24,48 @@ class NonFiniteError(FloatingPointError):
   pass
 
 
-def make_train_step(bundle: state.ModelBundle, tx, cfg):
-  """One update on the global batch; non-finite loss/grads leave the state unchanged (flagged)."""
-  module = bundle.module
+def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
+  """One update on the global batch; non-finite loss/grads leave the state unchanged (flagged).
 
-  def loss_fn(params, batch, rng):
-    def apply(method, salt, *a):
-      return module.apply({"params": params}, *a, False, method=method,
-                          rngs={"dropout": jax.random.fold_in(rng, salt)})
-    q = apply("encode_query", 0, batch["query_ids"], batch["query_mask"])
-    p = apply("encode_passage", 1, batch["passage_ids"], batch["passage_mask"])
-    neg = neg_valid = None
+  With config.loss.grad_cache_chunk > 0 the gradient is computed GradCache-style (grad_cache.py),
+  chunk by chunk per data shard (`data_shards` = the mesh's data-parallel size)."""
+  module = bundle.module
+  methods = ("encode_query", "encode_passage", "encode_passage")
+
+  def encode_chunk(params, group, ids, mask, chunk_index, rng):
+    return module.apply({"params": params}, ids, mask, False, method=methods[group],
+                        rngs={"dropout": jax.random.fold_in(jax.random.fold_in(rng, group),
+                                                            chunk_index)})
+
+  def groups_of(batch):
+    groups = [(batch["query_ids"], batch["query_mask"]), (batch["passage_ids"], batch["passage_mask"])]
     if "neg_ids" in batch:
       b, k, length = batch["neg_ids"].shape
-      neg = apply("encode_passage", 2, batch["neg_ids"].reshape(b * k, length),
-                  batch["neg_mask"].reshape(b * k, length)).reshape(b, k, -1)
-      neg_valid = batch["neg_valid"]
+      groups.append((batch["neg_ids"].reshape(b * k, length), batch["neg_mask"].reshape(b * k, length)))
+    return groups
+
+  def loss_from_embeddings(params, embs, batch):
+    neg = embs[2].reshape(batch["neg_ids"].shape[:2] + (-1,)) if len(embs) > 2 else None
     temp = module.apply({"params": params}, method="get_temperature")
-    return losses.info_nce(q, p, temp, neg, neg_valid, symmetric=cfg.loss.symmetric)
+    return losses.info_nce(embs[0], embs[1], temp, neg, batch.get("neg_valid"),
+                           symmetric=cfg.loss.symmetric)
+
+  def loss_fn(params, batch, rng):
+    embs = [encode_chunk(params, g, ids, mask, 0, rng) for g, (ids, mask) in enumerate(groups_of(batch))]
+    return loss_from_embeddings(params, embs, batch)
+
+  def cached_value_and_grad(params, batch, rng):
+    return grad_cache.value_and_grad(
+        lambda p, g, i, m, c: encode_chunk(p, g, i, m, c, rng),
+        lambda p, e: loss_from_embeddings(p, e, batch), params, groups_of(batch), data_shards,
+        cfg.loss.grad_cache_chunk)
 
   def train_step(st, batch):
     rng = jax.random.fold_in(jax.random.key(cfg.seed), st["step"])
-    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(st["params"], batch, rng)
+    if cfg.loss.grad_cache_chunk:
+      (_, aux), grads = cached_value_and_grad(st["params"], batch, rng)
+    else:
+      (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(st["params"], batch, rng)
     gnorm = optax.global_norm(grads)
     finite = jnp.isfinite(aux["loss"]) & jnp.isfinite(gnorm)
     updates, opt_state = tx.update(grads, st["opt_state"], st["params"])
@@ -121,7 +142,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
                                        start, cfg.num_steps)
 
   st_shard = jax.tree.map(lambda x: x.sharding, st)
-  step_fn = jax.jit(make_train_step(bundle, tx, cfg), donate_argnums=(0,),
+  step_fn = jax.jit(make_train_step(bundle, tx, cfg, dp), donate_argnums=(0,),
                     out_shardings=(st_shard, sharding.replicated(mesh)))
   writer = MetricWriter(workdir)
   preempt = _Preemption()
