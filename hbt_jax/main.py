@@ -39,10 +39,8 @@ def init_distributed() -> None:
   if FLAGS.coordinator_address:
     kwargs = dict(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
                   process_id=FLAGS.process_id)
-  try:
-    jax.distributed.initialize(heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s, **kwargs)
-  except TypeError:  # older jax without heartbeat_timeout_seconds
-    jax.distributed.initialize(**kwargs)
+  jax.distributed.initialize(heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s,
+                             initialization_timeout=FLAGS.heartbeat_timeout_s * 5, **kwargs)
   logging.info("process %d of %d", jax.process_index(), jax.process_count())
 
 

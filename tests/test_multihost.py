@@ -1,0 +1,76 @@
+"""Two real JAX processes (gloo CPU collectives) train like one process; a dead peer is noticed."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+ARGS = ["--config", "configs/tiny.py:noeval", "--config.num_steps=6", "--config.log_every=1",
+        "--config.checkpoint_every=3"]
+
+
+def _port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _launch(args, wd, n, devices_each, extra=()):
+  port = _port()
+  env = dict(os.environ, PYTHONPATH=str(ROOT),
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_each}")
+  return [subprocess.Popen([sys.executable, "-m", "hbt_jax.main", *args, "--workdir", str(wd),
+                            f"--coordinator_address=localhost:{port}", f"--num_processes={n}",
+                            f"--process_id={i}", *extra],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for i in range(n)]
+
+
+def _losses(wd):
+  return [json.loads(l)["loss"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(data_dir, tmp_path):
+  one = tmp_path / "one"
+  r = run_cli(ARGS, one, extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert r.returncode == 0, r.stderr[-2000:]
+  two = tmp_path / "two"
+  procs = _launch(ARGS, two, 2, 4)
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert "process 1 of 2" in outs[1][1]
+  a, b = _losses(one), _losses(two)
+  assert len(a) == len(b) == 6
+  np.testing.assert_allclose(b, a, atol=1e-5)
+  assert (two / "checkpoints" / "6").exists()
+
+
+@pytest.mark.slow
+def test_killed_peer_makes_the_other_process_exit(data_dir, tmp_path):
+  wd = tmp_path / "run"
+  procs = _launch(["--config", "configs/tiny.py:noeval", "--config.num_steps=100000",
+                   "--config.log_every=1", "--config.checkpoint_every=100000"], wd, 2, 4,
+                  extra=["--heartbeat_timeout_s=10"])
+  t0 = time.time()
+  while not (wd / "metrics.jsonl").exists() or len(_losses(wd)) < 3:
+    assert time.time() - t0 < 300 and all(p.poll() is None for p in procs), procs[0].stderr.read()[-2000:]
+    time.sleep(0.5)
+  procs[1].send_signal(signal.SIGKILL)
+  t_kill = time.time()
+  try:
+    rc = procs[0].wait(timeout=120)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  assert rc != 0
+  assert time.time() - t_kill < 120
