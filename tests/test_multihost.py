@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-ARGS = ["--config", "configs/tiny.py:noeval", "--config.num_steps=6", "--config.log_every=1",
+ARGS = ["--config", "configs/tiny.py", "--config.num_steps=6", "--config.log_every=1",
         "--config.checkpoint_every=3"]
 
 
@@ -52,6 +52,10 @@ def test_two_processes_match_one_process(data_dir, tmp_path):
   assert len(a) == len(b) == 6
   np.testing.assert_allclose(b, a, atol=1e-5)
   assert (two / "checkpoints" / "6").exists()
+  # The evaluator (sharded encoding + search over 2 processes) gives the one-process numbers.
+  ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
+  for k in ("xquad_r/mono/map", "xquad_r/cross/map", "xquad_r/multi/map", "xquad_r/multi/rank_distance"):
+    np.testing.assert_allclose(rb[k], ra[k], rtol=1e-4, err_msg=k)
 
 
 @pytest.mark.slow
