@@ -33,8 +33,9 @@ def flat_mesh(mesh_or_devices=None) -> Mesh:
   return Mesh(devices.reshape(-1), (AXIS,))
 
 
-def _shard_candidates(cands: np.ndarray, mesh: Mesh, c_block: int):
-  """Pads to n_dev * n_blocks * c_block rows; returns (cands, valid, index) sharded over AXIS."""
+def _shard_candidates(cands: np.ndarray, mesh: Mesh, c_block: int, offset: int = 0):
+  """Pads to n_dev * n_blocks * c_block rows; returns (cands, valid, index) sharded over AXIS.
+  `index` is the global candidate index (offset + row)."""
   n_dev = mesh.size
   n, d = cands.shape
   per_dev = math.ceil(max(n, 1) / n_dev)
@@ -45,8 +46,8 @@ def _shard_candidates(cands: np.ndarray, mesh: Mesh, c_block: int):
   padded[:n] = cands
   idx = np.arange(total, dtype=np.int32)
   shard = NamedSharding(mesh, P(AXIS))
-  return (jax.device_put(padded, shard), jax.device_put(idx < n, shard), jax.device_put(idx, shard),
-          c_block)
+  return (jax.device_put(padded, shard), jax.device_put(idx < n, shard),
+          jax.device_put(idx + offset, shard), c_block)
 
 
 def _blocks(c, valid, idx, c_block):
@@ -109,16 +110,40 @@ def _merge_topk(s1, i1, s2, i2, k):
   return jnp.take_along_axis(s, order, 1), jnp.take_along_axis(i, order, 1)
 
 
+SEGMENT = 128  # columns per segment in the two-stage block top-k
+
+
+def _block_topk(s, ib, k):
+  """Exact top-k of one [Q, cb] score block, in two cheap stages instead of one top_k over cb.
+
+  The k-th largest score is >= the k-th largest segment maximum, so every top-k element lies in one
+  of the k segments with the largest maxima: top_k over cb/SEGMENT maxima, gather those k segments,
+  top_k over k*SEGMENT scores. (lax.top_k over the whole block dominates the search on CPU.)
+  """
+  qn, cb = s.shape
+  seg_n = cb // SEGMENT
+  if cb % SEGMENT or seg_n <= k or k * SEGMENT >= cb:
+    bs, bi = lax.top_k(s, min(k, cb))
+    return bs, ib[bi]
+  seg = s.reshape(qn, seg_n, SEGMENT)
+  _, top_seg = lax.top_k(seg.max(-1), k)                                    # [Q, k]
+  cand = jnp.take_along_axis(seg, top_seg[:, :, None], axis=1).reshape(qn, k * SEGMENT)
+  cand_pos = (top_seg[:, :, None] * SEGMENT + jnp.arange(SEGMENT)).reshape(qn, k * SEGMENT)
+  bs, bp = lax.top_k(cand, k)
+  return bs, ib[jnp.take_along_axis(cand_pos, bp, 1)]
+
+
 @functools.partial(jax.jit, static_argnames=("mesh", "c_block", "k"))
-def _topk_kernel(q, c, valid, idx, *, mesh, c_block, k):
+def _topk_kernel(q, c, valid, idx, best_s, best_i, *, mesh, c_block, k):
+  """Top-k of q against this slice of candidates, merged into the running (best_s, best_i)."""
   def local(q, c, valid, idx):
     blocks = _blocks(c, valid, idx, c_block)
 
     def body(carry, blk):
       cb, vb, ib = blk
       s = jnp.where(vb[None, :], jnp.dot(q, cb.T, preferred_element_type=jnp.float32), -jnp.inf)
-      bs, bi = lax.top_k(s, min(k, c_block))
-      return _merge_topk(carry[0], carry[1], bs, ib[bi], k), None
+      bs, bi = _block_topk(s, ib, k)
+      return _merge_topk(carry[0], carry[1], bs, bi, k), None
 
     init = (jnp.full((q.shape[0], k), -jnp.inf, jnp.float32),
             jnp.full((q.shape[0], k), jnp.iinfo(jnp.int32).max, jnp.int32))
@@ -130,24 +155,35 @@ def _topk_kernel(q, c, valid, idx, *, mesh, c_block, k):
   # Merge the devices' local top-ks: [n_dev, Q, k] -> [Q, n_dev * k] -> top-k.
   s = jnp.moveaxis(s, 0, 1).reshape(q.shape[0], -1)
   i = jnp.moveaxis(i, 0, 1).reshape(q.shape[0], -1)
-  empty = jnp.full((q.shape[0], 0), 0, s.dtype)
-  return _merge_topk(s, i, empty, empty.astype(i.dtype), k)
+  return _merge_topk(s, i, best_s, best_i, k)
 
 
 def top_k(queries: np.ndarray, cands: np.ndarray, k: int, mesh: Mesh | None = None,
-          q_block: int = 256, c_block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-  """Exact top-k by inner product: (scores [Q, k], indices [Q, k]); -1 where fewer than k exist."""
+          q_block: int = 256, c_block: int = 4096, slice_rows: int = 1 << 18
+          ) -> tuple[np.ndarray, np.ndarray]:
+  """Exact top-k by inner product: (scores [Q, k], indices [Q, k]); -1 where fewer than k exist.
+
+  The candidates go to the devices `slice_rows` at a time and the running top-k stays on device,
+  so memory beyond the caller's array is one slice plus [q_block, c_block] scores per device.
+  """
   mesh = flat_mesh(mesh)
-  c, valid, idx, cb = _shard_candidates(np.asarray(cands, np.float32), mesh, c_block)
-  k_eff = min(k, c.shape[0])
-  scores = np.zeros((len(queries), k_eff), np.float32)
-  ids = np.zeros((len(queries), k_eff), np.int64)
-  for s in range(0, len(queries), q_block):
-    qb = _pad_rows(np.asarray(queries[s:s + q_block], np.float32), q_block)
-    bs, bi = _topk_kernel(qb, c, valid, idx, mesh=mesh, c_block=cb, k=k_eff)
-    n = min(q_block, len(queries) - s)
-    scores[s:s + n], ids[s:s + n] = np.asarray(bs)[:n], np.asarray(bi)[:n]
-  ids[(ids >= len(cands)) | ~np.isfinite(scores)] = -1
+  n = len(cands)
+  k_eff = min(k, n)
+  q_all = np.asarray(queries, np.float32)
+  n_q = len(q_all)
+  best = [(np.full((q_block, k_eff), -np.inf, np.float32),
+           np.full((q_block, k_eff), np.iinfo(np.int32).max, np.int32))
+          for _ in range(0, n_q, q_block)]
+  for start in range(0, max(n, 1), slice_rows):
+    part = np.asarray(cands[start:start + slice_rows], np.float32)
+    c, valid, idx, cb = _shard_candidates(part, mesh, c_block, offset=start)
+    for b, s in enumerate(range(0, n_q, q_block)):
+      qb = _pad_rows(q_all[s:s + q_block], q_block)
+      best[b] = _topk_kernel(qb, c, valid, idx, *best[b], mesh=mesh, c_block=cb, k=k_eff)
+    del c, valid, idx
+  scores = np.concatenate([np.asarray(bs) for bs, _ in best])[:n_q]
+  ids = np.concatenate([np.asarray(bi) for _, bi in best])[:n_q].astype(np.int64)
+  ids[(ids >= n) | ~np.isfinite(scores)] = -1
   return scores, ids
 
 
