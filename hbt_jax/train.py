@@ -89,14 +89,22 @@ class _Preemption:
     logging.warning("SIGTERM: saving a checkpoint and stopping")
     self.requested = True
 
-  def should_stop(self, step: int) -> bool:
+  def should_stop(self, step: int, sync_every: int) -> bool:
+    """Every process must stop at the same step: with several processes the local SIGTERM flag is
+    all-gathered every `sync_every` steps (the TPU preemption notice is already global)."""
     notice = False
     try:  # the TPU/GCE maintenance notice, where JAX exposes it
       from jax.experimental import multihost_utils
       notice = multihost_utils.reached_preemption_sync_point(step)
     except Exception:  # noqa: BLE001 - no preemption service on this platform
       pass
-    return self.requested or notice
+    if jax.process_count() == 1:
+      return self.requested or notice
+    if step % sync_every:
+      return notice
+    from jax.experimental import multihost_utils
+    flags = multihost_utils.process_allgather(jnp.array(self.requested))
+    return bool(jnp.any(flags)) or notice
 
   def restore(self):
     signal.signal(signal.SIGTERM, self._old)
@@ -168,7 +176,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
         writer.write(step + 1, m)
         bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.2f}")
         t0, done_since_log = time.time(), 0
-      stop = preempt.should_stop(step + 1)
+      stop = preempt.should_stop(step + 1, cfg.log_every)
       if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.num_steps or stop:
         skipped += _check_finite(pending, cfg)
         pending = None

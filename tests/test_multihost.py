@@ -78,3 +78,19 @@ def test_killed_peer_makes_the_other_process_exit(data_dir, tmp_path):
         p.kill()
   assert rc != 0
   assert time.time() - t_kill < 120
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_all_at_the_same_step(data_dir, tmp_path):
+  wd = tmp_path / "run"
+  procs = _launch(["--config", "configs/tiny.py:noeval", "--config.num_steps=100000",
+                   "--config.log_every=2", "--config.checkpoint_every=100000"], wd, 2, 4)
+  t0 = time.time()
+  while not (wd / "metrics.jsonl").exists() or len(_losses(wd)) < 2:
+    assert time.time() - t0 < 300 and all(p.poll() is None for p in procs), procs[0].stderr.read()[-2000:]
+    time.sleep(0.5)
+  procs[1].send_signal(signal.SIGTERM)  # only one host is preempted
+  outs = [p.communicate(timeout=120) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
+  saved = [int(x.name) for x in (wd / "checkpoints").iterdir() if x.name.isdigit()]
+  assert len(saved) == 1 and saved[0] % 2 == 0
