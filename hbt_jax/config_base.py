@@ -30,6 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.langs = ""             # comma-separated subset of languages; "" = all
   c.data.max_ids = 0            # keep the first N ids (0 = all), for quick runs
   c.data.lenient = False        # skip (count, log) malformed JSONL lines instead of failing
+  c.data.min_langs_per_id = 1   # JSONL: an id with fewer languages is an error (2 = strictly parallel)
   c.data.passage_context = True  # encode the passage with its context (paragraph) as 2nd segment
   c.data.hard_negatives = 0     # hard negatives per pair (from the data's "negatives")
 

@@ -27,7 +27,7 @@ def load_corpus(cfg) -> ParallelCorpus:
     if not d.files:
       raise DataError("config.data.files: give one or more JSONL files for data.source='jsonl'")
     files = d.files.split(",") if isinstance(d.files, str) else list(d.files)
-    corpus = jsonl.read_jsonl(files, lenient=d.lenient)
+    corpus = jsonl.read_jsonl(files, lenient=d.lenient, min_langs_per_id=d.min_langs_per_id)
   else:
     raise DataError(f"config.data.source={d.source!r}; known: xquad_r, mlqa_r, jsonl")
   if d.langs:
@@ -104,6 +104,7 @@ def gather_batch(tokens: TokenizedCorpus, plan: sampler_lib.BatchPlan) -> dict[s
     rows = np.where(valid, tokens.neg_row[p_cells[:, None], np.maximum(plan.neg_pick, 0)], 0)
     batch["neg_ids"] = np.where(valid[..., None], tokens.neg_ids[rows], 0).astype(np.int32)
     batch["neg_mask"] = np.where(valid[..., None], tokens.neg_mask[rows], 0).astype(np.int32)
+    batch["neg_mask"][..., 0] = 1  # absent negatives: one visible token keeps them finite (masked in the loss)
     batch["neg_valid"] = valid
   return batch
 

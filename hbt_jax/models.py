@@ -141,7 +141,8 @@ class Encoder(nn.Module):
   def __call__(self, ids, mask, deterministic: bool = True, return_hidden: bool = False):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     x = Embeddings(cfg, name="embeddings")(ids, mask, deterministic)
-    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(dt).min).astype(dt)
+    # Half of the dtype's min: a fully masked row (an absent hard negative) stays finite, not NaN.
+    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(dt).min / 2).astype(dt)
     layer_cls = nn.remat(Layer, static_argnums=(3,)) if cfg.remat else Layer
     for i in range(cfg.num_layers):
       x = layer_cls(cfg, name=f"layer_{i}")(x, bias, deterministic)

@@ -124,3 +124,15 @@ def test_config_errors_name_the_key(data_dir, tmp_path, override, message):
   assert r.returncode != 0
   import re
   assert re.search(message, r.stderr), r.stderr[-1500:]
+
+
+@pytest.mark.slow
+def test_nan_policy_skip_counts_skipped_steps(data_dir, tmp_path):
+  wd = tmp_path / "run"
+  r = run_cli(_no_eval(["--config.num_steps=12", "--config.log_every=4", "--config.nan_policy=skip",
+                        "--config.optim.lr=1e12", "--config.optim.grad_clip=0",
+                        "--config.optim.warmup_steps=0"]), wd)
+  assert r.returncode == 0, r.stderr[-2000:]
+  rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert rows[-1]["skipped_steps"] > 0 and "update skipped" in r.stderr
+  assert all(np.isfinite(v).all() for v in _params(wd, 12).values())
