@@ -184,7 +184,8 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
       if stop:
         logging.warning("stopped at step %d after a preemption request", step + 1)
         break
-      results.update(evaluators.run_due(evals, st["params"], step + 1))
+      if step + 1 < cfg.num_steps:  # the last step's evaluation is the final one below
+        results.update(evaluators.run_due(evals, st["params"], step + 1))
     else:
       results.update(evaluators.run_all(evals, st["params"], cfg.num_steps, final=True))
   finally:
