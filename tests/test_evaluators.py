@@ -49,3 +49,26 @@ def test_beir_evaluator_matches_pytrec_eval(tmp_path):
   np.testing.assert_allclose(res["toy/ndcg@10"], np.mean([v["ndcg_cut_10"] for v in ref.values()]), atol=1e-5)
   np.testing.assert_allclose(res["toy/recall@100"], 1.0)
   np.testing.assert_allclose(res["toy/mrr"], np.mean([v["recip_rank"] for v in ref.values()]), atol=1e-5)
+
+
+def test_run_due_runs_evaluators_every_n_steps(tmp_path):
+  calls = []
+
+  class Fake:
+    def __init__(self, every):
+      self.every, self.workdir = every, str(tmp_path)
+
+    def run(self, params, step):
+      calls.append((self.every, step))
+      return {f"e{self.every}/x": float(step)}
+
+  evs = [Fake(2), Fake(0)]
+  for step in range(1, 7):
+    evaluators.run_due(evs, None, step)
+  assert calls == [(2, 2), (2, 4), (2, 6)]
+  evaluators.run_all(evs, None, 7)
+  assert calls[-2:] == [(2, 7), (0, 7)]
+  res = json.loads((tmp_path / "results.json").read_text())
+  assert res["step"] == 7 and res["e2/x"] == 7.0
+  hist = [json.loads(l) for l in (tmp_path / "results_history.jsonl").read_text().splitlines()]
+  assert [h["step"] for h in hist] == [2, 4, 6, 7]
