@@ -36,8 +36,9 @@ def run(train, variant, out):
 def table(out, train, variants):
   ev = OTHER[train]
   rows = [f"### Train {train}, evaluate {ev} (full, {'11' if ev == 'xquad_r' else '7'} languages)", "",
-          "| variant | mono mAP | cross mAP | multi mAP | multi R@1 | multi R@10 | rank distance | wall s |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| variant | mono mAP | cross mAP | multi mAP | mono R@1 | cross R@1 | multi R@1 | multi R@10 "
+          "| rank distance | wall s |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
   for v in variants:
     wd = out / f"{train}_{v}"
     if not (wd / "results.json").exists():
@@ -45,7 +46,8 @@ def table(out, train, variants):
     r = json.loads((wd / "results.json").read_text())
     wall = json.loads((wd / "wall.json").read_text())["seconds"] if (wd / "wall.json").exists() else float("nan")
     rows.append(f"| {v} | {r[f'{ev}/mono/map']:.4f} | {r[f'{ev}/cross/map']:.4f} | "
-                f"{r[f'{ev}/multi/map']:.4f} | {r[f'{ev}/multi/recall@1']:.4f} | "
+                f"{r[f'{ev}/multi/map']:.4f} | {r[f'{ev}/mono/recall@1']:.4f} | "
+                f"{r[f'{ev}/cross/recall@1']:.4f} | {r[f'{ev}/multi/recall@1']:.4f} | "
                 f"{r[f'{ev}/multi/recall@10']:.4f} | {r[f'{ev}/multi/rank_distance']:.1f} | {wall:.0f} |")
   return "\n".join(rows) + "\n"
 
@@ -71,6 +73,10 @@ def main():
     for v in variants:
       for png in (out / f"{train}_{v}").glob("*.png"):
         shutil.copy(png, figs / f"exp_{train}_{v}_{png.name}")
+      for rep in (out / f"{train}_{v}").glob("report_*.md"):  # the per-language tables
+        reports = ROOT / "docs" / "experiment_reports"
+        reports.mkdir(exist_ok=True)
+        shutil.copy(rep, reports / f"{train}_{v}.md")
   text = "\n".join(table(out, t, variants) for t in args.only.split(","))
   (ROOT / "docs" / "experiment_cpu.md").write_text(
       "<!-- written by scripts/run_hbt_experiment.py -->\n" + text)
