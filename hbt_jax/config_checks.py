@@ -18,8 +18,6 @@ def validate(cfg) -> None:
       raise ConfigError(f"config.{key}={cfg[key]} must be positive")
   if cfg.nan_policy not in ("stop", "skip"):
     raise ConfigError(f"config.nan_policy={cfg.nan_policy!r}; known: stop, skip")
-  if cfg.sampler.batch_type == "hybrid" and not 0.0 <= cfg.sampler.alpha <= 1.0:
-    raise ConfigError(f"config.sampler.alpha={cfg.sampler.alpha} must be in [0, 1]")
   try:
     sampler_lib.mixture_weights(cfg.sampler.batch_type, cfg.sampler.alpha,
                                 sampler_lib.parse_mixture(cfg.sampler.mixture))

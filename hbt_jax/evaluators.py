@@ -159,7 +159,7 @@ def run_due(evals, params, step: int) -> dict[str, float]:
   return out
 
 
-def run_all(evals, params, step: int, final: bool = True) -> dict[str, float]:
+def run_all(evals, params, step: int) -> dict[str, float]:
   out = {}
   for e in evals:
     out.update(e.run(params, step))

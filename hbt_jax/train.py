@@ -140,7 +140,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
       raise FileNotFoundError(f"config.restore_from={cfg.restore_from!r}: no checkpoint there")
     st["params"] = found[0]["params"]  # weights only: optimizer and sampler start fresh
   if cfg.eval_only:
-    results = evaluators.run_all(evals, st["params"], int(st["step"]), final=True)
+    results = evaluators.run_all(evals, st["params"], int(st["step"]))
     mngr.close()
     return results
 
@@ -187,7 +187,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
       if step + 1 < cfg.num_steps:  # the last step's evaluation is the final one below
         results.update(evaluators.run_due(evals, st["params"], step + 1))
     else:
-      results.update(evaluators.run_all(evals, st["params"], cfg.num_steps, final=True))
+      results.update(evaluators.run_all(evals, st["params"], cfg.num_steps))
   finally:
     mngr.wait_until_finished()
     mngr.close()

@@ -36,7 +36,7 @@ def evaluate(ds: ParallelRetrievalSet, q_emb: np.ndarray, c_emb: np.ndarray, mes
 
   def put(prefix, summ):
     for k, v in summ.items():
-      if k != "num_queries":
+      if k not in ("num_queries", "map"):  # per-language mAP has its own key: mono/map/<lang>
         res[f"{prefix}/{k}"] = v
 
   # mono and cross: queries of x, pool of y.
