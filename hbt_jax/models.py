@@ -82,6 +82,30 @@ def _act(name: str):
   raise ValueError(f"unsupported hidden_act {name!r}")
 
 
+class Dropout(nn.Module):
+  """Inverted dropout drawing 16 random bits per element (two per 32-bit threefry word).
+
+  flax's nn.Dropout draws a float32 uniform (one threefry word) per element, which made dropout
+  the largest non-matmul cost of a train step on XLA:CPU. The keep probability is quantised to
+  1/65536 and the scale uses the quantised value, so the output stays unbiased. The bits have the
+  input's leading shape, so they are the same under any sharding (threefry is partitionable).
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    keep_n = round((1.0 - self.rate) * 65536)
+    if keep_n <= 0:
+      return jnp.zeros_like(x)
+    half = -(-x.shape[-1] // 2)
+    words = jax.random.bits(self.make_rng("dropout"), x.shape[:-1] + (half,), jnp.uint32)
+    bits = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(x.shape[:-1] + (2 * half,))
+    keep = bits[..., :x.shape[-1]] < keep_n
+    return jnp.where(keep, x * jnp.asarray(65536 / keep_n, x.dtype), jnp.zeros((), x.dtype))
+
+
 class Embeddings(nn.Module):
   cfg: EncoderConfig
 
@@ -102,7 +126,7 @@ class Embeddings(nn.Module):
          + embed(cfg.max_position, "position_embeddings")(pos)
          + embed(cfg.type_vocab_size, "token_type_embeddings")(jnp.zeros_like(ids)))
     x = _layer_norm(cfg, "LayerNorm", dt)(x)
-    return nn.Dropout(cfg.dropout)(x, deterministic=deterministic)
+    return Dropout(cfg.dropout)(x, deterministic=deterministic)
 
 
 class Layer(nn.Module):
@@ -112,24 +136,21 @@ class Layer(nn.Module):
   def __call__(self, x, bias, deterministic: bool):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     h, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads
-    split = lambda t: t.reshape(t.shape[:2] + (h, d))
-    q = split(_dense(cfg.hidden_size, ("embed", "heads"), "query", dt)(x))
-    k = split(_dense(cfg.hidden_size, ("embed", "heads"), "key", dt)(x))
-    v = split(_dense(cfg.hidden_size, ("embed", "heads"), "value", dt)(x))
-    if deterministic or cfg.attention_dropout == 0.0:
-      # The fused op is ~3x faster than the two einsums on XLA:CPU and no slower elsewhere.
-      ctx = jax.nn.dot_product_attention(q, k, v, bias=bias.astype(q.dtype)).reshape(x.shape)
-    else:
-      att = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(d).astype(dt) + bias
-      att = jax.nn.softmax(att.astype(jnp.float32), axis=-1).astype(dt)
-      att = nn.Dropout(cfg.attention_dropout)(att, deterministic=deterministic)
-      ctx = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(x.shape)
+    # Head-major [B, H, L, D] batched matmuls: on XLA:CPU their backward is ~1.6x faster than
+    # that of jax.nn.dot_product_attention or of "bqhd" einsums (64 x 128 tokens, 12 heads).
+    heads = lambda t: t.reshape(t.shape[:2] + (h, d)).transpose(0, 2, 1, 3)
+    q = heads(_dense(cfg.hidden_size, ("embed", "heads"), "query", dt)(x)) / jnp.sqrt(d).astype(dt)
+    k = heads(_dense(cfg.hidden_size, ("embed", "heads"), "key", dt)(x))
+    v = heads(_dense(cfg.hidden_size, ("embed", "heads"), "value", dt)(x))
+    att = jax.nn.softmax((jnp.matmul(q, k.swapaxes(-1, -2)) + bias).astype(jnp.float32), axis=-1)
+    att = Dropout(cfg.attention_dropout)(att.astype(dt), deterministic=deterministic)
+    ctx = jnp.matmul(att, v).transpose(0, 2, 1, 3).reshape(x.shape)
     ctx = _dense(cfg.hidden_size, ("heads", "embed"), "attention_output", dt)(ctx)
-    ctx = nn.Dropout(cfg.dropout)(ctx, deterministic=deterministic)
+    ctx = Dropout(cfg.dropout)(ctx, deterministic=deterministic)
     x = _layer_norm(cfg, "attention_LayerNorm", dt)(x + ctx)
     y = _act(cfg.hidden_act)(_dense(cfg.intermediate_size, ("embed", "mlp"), "intermediate", dt)(x))
     y = _dense(cfg.hidden_size, ("mlp", "embed"), "output", dt)(y)
-    y = nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
+    y = Dropout(cfg.dropout)(y, deterministic=deterministic)
     return _layer_norm(cfg, "output_LayerNorm", dt)(x + y)
 
 

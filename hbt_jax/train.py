@@ -8,6 +8,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import optax
 from tqdm import tqdm
 
@@ -70,9 +71,10 @@ def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
     finite = jnp.isfinite(aux["loss"]) & jnp.isfinite(gnorm)
     updates, opt_state = tx.update(grads, st["opt_state"], st["params"])
     params = optax.apply_updates(st["params"], updates)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new = {"params": keep(params, st["params"]), "opt_state": keep(opt_state, st["opt_state"]),
-           "step": st["step"] + 1}
+    # A branch, not an elementwise select, so a good step does not pass over the state again.
+    params, opt_state = lax.cond(finite, lambda: (params, opt_state),
+                                 lambda: (st["params"], st["opt_state"]))
+    new = {"params": params, "opt_state": opt_state, "step": st["step"] + 1}
     return new, {**aux, "grad_norm": gnorm, "finite": finite}
 
   return train_step

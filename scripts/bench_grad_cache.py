@@ -5,6 +5,11 @@
 Compiles both steps for all-MiniLM-L6-v2 (no data needed) and prints the temporary (activation)
 memory XLA reserves for each; the plain step's grows with the batch, GradCache's with the chunk.
 """
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere
+
 import argparse
 import json
 

@@ -4,19 +4,33 @@ IndexFlatIP vs the bare numpy sgemm of the same shape (blocked, scores only); pe
   python scripts/bench_search.py [--queries 10000 --cands 1000000 --dim 384 --k 100]
 Each method runs in a fresh subprocess so its peak RSS is its own; the ratios come from one run.
 """
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere
+
 import argparse
 import json
 import resource
 import subprocess
-import sys
 import time
 
 import numpy as np
 
 
+def empty_aligned(shape, align=64):
+  """float32 array at a 64-byte aligned address, as np.load(..., mmap_mode="r") of a .npy gives."""
+  nbytes = int(np.prod(shape)) * 4
+  buf = np.empty(nbytes + align, np.uint8)
+  off = (-buf.ctypes.data) % align
+  return buf[off:off + nbytes].view(np.float32).reshape(shape)
+
+
 def data(args):
   rng = np.random.default_rng(0)
-  c = rng.standard_normal((args.cands, args.dim), dtype=np.float32)
+  shape = (args.cands, args.dim)
+  c = empty_aligned(shape) if args.aligned else np.empty(shape, np.float32)
+  rng.standard_normal(dtype=np.float32, out=c)
   q = rng.standard_normal((args.queries, args.dim), dtype=np.float32)
   return q, c
 
@@ -40,8 +54,8 @@ def run_one(method, args):
     secs = time.perf_counter() - t
   else:  # numpy sgemm, blocked over queries like the others (scores only, no selection)
     t = time.perf_counter()
-    for s in range(0, len(q), args.q_block):
-      q[s:s + args.q_block] @ c.T
+    for s in range(0, len(q), args.sgemm_block):
+      q[s:s + args.sgemm_block] @ c.T
     secs = time.perf_counter() - t
     idx = None
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -58,9 +72,12 @@ def main():
   ap.add_argument("--cands", type=int, default=1000000)
   ap.add_argument("--dim", type=int, default=384)
   ap.add_argument("--k", type=int, default=100)
-  ap.add_argument("--q_block", type=int, default=512)
+  ap.add_argument("--q_block", type=int, default=1024)
   ap.add_argument("--c_block", type=int, default=32768)
-  ap.add_argument("--slice_rows", type=int, default=1 << 17)
+  ap.add_argument("--slice_rows", type=int, default=1 << 16)
+  ap.add_argument("--aligned", action="store_true",
+                  help="64-byte aligned corpus (XLA:CPU then reads it without a copy)")
+  ap.add_argument("--sgemm_block", type=int, default=512, help="query rows per numpy matmul")
   ap.add_argument("--method", default="")
   args = ap.parse_args()
   if args.method:

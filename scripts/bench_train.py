@@ -1,15 +1,23 @@
 """P1 training throughput (pairs/s) and P3 sampler throughput, in one run on this machine.
 
-  python scripts/bench_train.py [--batch 64 --qlen 32 --plen 128 --steps 8]
+  python scripts/bench_train.py [--batch 64 --qlen 32 --plen 128 --steps 4 --rounds 5]
 
 P1: hbt_jax's jitted train step (all-MiniLM-L6-v2, InfoNCE, AdamW) vs sentence-transformers'
 MultipleNegativesRankingLoss on the same model, batch and token lengths (padded to max length),
-forward + backward + AdamW step, torch on the same cores.
+forward + backward + AdamW step, torch on the same cores. The two run in separate worker processes
+that alternate in rounds, and the medians are compared: this shared machine's speed drifts by
++-10 % within minutes.
 P3: the tf.data host pipeline (plan + gather of pretokenized pairs) on one core, vs P1's consumption.
 """
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere
+
 import argparse
 import json
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -35,13 +43,13 @@ def bench_hbt(args):
   batch["passage_mask"] = np.ones_like(batch["passage_ids"])
   glob = sharding.host_local_to_global(batch, mesh)
   step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,))
-  st, m = step(st, glob)
-  jax.block_until_ready(m)
-  t = time.perf_counter()
-  for _ in range(args.steps):
-    st, m = step(st, glob)
-  jax.block_until_ready(m)
-  return args.batch * args.steps / (time.perf_counter() - t)
+  holder = {"st": st}
+
+  def run(n):
+    for _ in range(n):
+      holder["st"], m = step(holder["st"], glob)
+    jax.block_until_ready(m)
+  return run
 
 
 def bench_st(args):
@@ -68,11 +76,10 @@ def bench_st(args):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
 
-  one()
-  t = time.perf_counter()
-  for _ in range(args.steps):
-    one()
-  return args.batch * args.steps / (time.perf_counter() - t), torch.get_num_threads()
+  def run(n):
+    for _ in range(n):
+      one()
+  return run
 
 
 def bench_sampler(args, seconds=10.0):
@@ -97,17 +104,53 @@ def bench_sampler(args, seconds=10.0):
   return n * args.batch / (time.perf_counter() - t)
 
 
+def worker(name, args):
+  """Builds one framework's step, warms it up, then times `n` steps per line read from stdin."""
+  run = bench_hbt(args) if name == "hbt" else bench_st(args)
+  run(1)
+  print("ready", flush=True)
+  for line in sys.stdin:
+    t = time.perf_counter()
+    run(int(line))
+    print(time.perf_counter() - t, flush=True)
+  if name == "st":
+    import torch
+    print(json.dumps({"torch_threads": torch.get_num_threads()}), flush=True)
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--qlen", type=int, default=32)
   ap.add_argument("--plen", type=int, default=128)
-  ap.add_argument("--steps", type=int, default=8)
+  ap.add_argument("--steps", type=int, default=4, help="steps per round")
+  ap.add_argument("--rounds", type=int, default=5)
+  ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
   args = ap.parse_args()
-  hbt = bench_hbt(args)
-  st, threads = bench_st(args)
+  if args.worker:
+    return worker(args.worker, args)
+  # Each framework lives in its own worker process and they take turns, so neither's thread pool
+  # spins while the other runs, and drift in this shared machine's speed hits both alike.
+  workers = {name: subprocess.Popen([sys.executable, __file__, "--worker", name] + sys.argv[1:],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for name in ("hbt", "st")}
+  for w in workers.values():
+    assert w.stdout.readline().strip() == "ready"
+  rates = {name: [] for name in workers}
+  for _ in range(args.rounds):
+    for name, w in workers.items():
+      w.stdin.write(f"{args.steps}\n")
+      w.stdin.flush()
+      rates[name].append(args.batch * args.steps / float(w.stdout.readline()))
+  info = {}
+  for w in workers.values():
+    w.stdin.close()
+    info.update(json.loads(w.stdout.read() or "{}"))
+    w.wait()
+  hbt, st = (float(np.median(rates[n])) for n in ("hbt", "st"))
   print(json.dumps({"P1_hbt_pairs_per_s": hbt, "P1_st_pairs_per_s": st, "P1_ratio": hbt / st,
-                    "torch_threads": threads}), flush=True)
+                    "P1_ratio_per_round": [h / s for h, s in zip(rates["hbt"], rates["st"])],
+                    "rounds": args.rounds, "steps_per_round": args.steps, **info}), flush=True)
   if os.environ.get("SKIP_P3") != "1":
     smp = bench_sampler(args)
     print(json.dumps({"P3_sampler_pairs_per_s_one_core": smp, "P3_ratio_vs_train_step": smp / hbt}))
