@@ -139,6 +139,7 @@ def main():
   rates = {name: [] for name in workers}
   for _ in range(args.rounds):
     for name, w in workers.items():
+      time.sleep(2)  # let the other worker's idle threads stop spinning before this one starts
       w.stdin.write(f"{args.steps}\n")
       w.stdin.flush()
       rates[name].append(args.batch * args.steps / float(w.stdout.readline()))
