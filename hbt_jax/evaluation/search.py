@@ -33,15 +33,20 @@ def flat_mesh(mesh_or_devices=None) -> Mesh:
   return Mesh(devices.reshape(-1), (AXIS,))
 
 
+def _layout(n: int, n_dev: int, c_block: int) -> tuple[int, int]:
+  """(block, rows per device) for n rows over n_dev devices: the block shrinks for small n, and the
+  rows per device round up to whole blocks."""
+  per_dev = math.ceil(max(n, 1) / n_dev)
+  c_block = min(c_block, max(8, per_dev))
+  return c_block, math.ceil(per_dev / c_block) * c_block
+
+
 def _shard_candidates(cands: np.ndarray, mesh: Mesh, c_block: int):
   """Pads to n_dev * n_blocks * c_block rows; returns (cands, valid, index, c_block) sharded over
   AXIS; `index` is the candidate's row."""
-  n_dev = mesh.size
   n, d = cands.shape
-  per_dev = math.ceil(max(n, 1) / n_dev)
-  c_block = min(c_block, max(8, per_dev))
-  per_dev = math.ceil(per_dev / c_block) * c_block
-  total = per_dev * n_dev
+  c_block, per_dev = _layout(n, mesh.size, c_block)
+  total = per_dev * mesh.size
   padded = cands
   if total != n:  # copy only to pad; a full slice goes to the devices as it is
     padded = np.zeros((total, d), cands.dtype)
@@ -164,48 +169,47 @@ def _block_merge(best_s, best_i, s, first, n_valid, k, segment):
     cand = jnp.take_along_axis(seg, top[:, :, None], 1).reshape(qn, -1)
     return jnp.where(ids < n_valid, cand, -jnp.inf), ids
 
-  def few(m):
-    def merge(best_s, best_i):
-      cand, ids = gather(m)
+  def few(m, best_s, best_i):
+    cand, ids = gather(m)
 
-      def sorted_merge(best_s, best_i):
-        new_s, at = lax.top_k(cand, m)
-        return _merge_sorted(best_s, best_i, new_s, jnp.take_along_axis(ids, at, 1))
+    def sorted_merge():
+      new_s, at = lax.top_k(cand, m)
+      return _merge_sorted(best_s, best_i, new_s, jnp.take_along_axis(ids, at, 1))
 
-      n_new = (cand > threshold).sum(-1).max()
-      return lax.cond(n_new <= m, sorted_merge, lambda bs, bi: _take_top(bs, bi, cand, ids, k),
-                      best_s, best_i)
-    return merge
+    n_new = (cand > threshold).sum(-1).max()
+    return lax.cond(n_new <= m, sorted_merge, lambda: _take_top(best_s, best_i, cand, ids, k))
 
   def many(best_s, best_i):
     return _take_top(best_s, best_i, *gather(min(k, seg_n)), k)
 
   sizes = [m for m in FEW_SEGMENTS if m < min(k, seg_n)]
   branch = sum((n_hot > m).astype(jnp.int32) for m in sizes)
-  return lax.switch(branch, [few(m) for m in sizes] + [many], best_s, best_i)
+  return lax.switch(branch, [functools.partial(few, m) for m in sizes] + [many], best_s, best_i)
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "c_block", "k", "segment"))
-def _topk_kernel(q, c, idx, n_valid, best_s, best_i, *, mesh, c_block, k, segment):
-  """Merges this slice of candidates into each device's running top-k ([n_dev, Q, k], sharded).
+def _topk_kernel(q, c, firsts, n_valid, best_s, best_i, *, mesh, c_block, k, segment):
+  """Merges this slice of candidates into each device's running top-k ([n_dev, Q, k], sharded);
+  `firsts` [n_dev] is the candidate id of each device's first row.
 
   Every slice has the same shape (the last is padded) and each device walks only the blocks that
   hold real candidates (a dynamic trip count), so one compilation serves the whole search."""
-  def local(q, c, idx, bs, bi):
-    n_blocks = jnp.clip((n_valid - idx[0] + c_block - 1) // c_block, 0, c.shape[0] // c_block)
+  def local(q, c, firsts, bs, bi):
+    first = firsts[0]
+    n_blocks = jnp.clip((n_valid - first + c_block - 1) // c_block, 0, c.shape[0] // c_block)
 
     def body(j, carry):
       cb = lax.dynamic_slice_in_dim(c, j * c_block, c_block)
       s = jnp.dot(q, cb.T, preferred_element_type=jnp.float32)
-      return _block_merge(*carry, s, idx[0] + j * c_block, n_valid, k, segment)
+      return _block_merge(*carry, s, first + j * c_block, n_valid, k, segment)
 
     s, i = lax.fori_loop(0, n_blocks, body, (bs[0], bi[0]))
     return s[None], i[None]
 
   if mesh.size == 1:  # the common CPU case; shard_map's wrapping measured slower there
-    return local(q, c, idx, best_s, best_i)
+    return local(q, c, firsts, best_s, best_i)
   return jax.shard_map(local, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS), P(AXIS), P(AXIS)),
-                       out_specs=(P(AXIS), P(AXIS)), check_vma=False)(q, c, idx, best_s, best_i)
+                       out_specs=(P(AXIS), P(AXIS)), check_vma=False)(q, c, firsts, best_s, best_i)
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
@@ -231,24 +235,22 @@ def top_k(queries: np.ndarray, cands: np.ndarray, k: int, mesh: Mesh | None = No
   k_eff = min(k, n)
   q_all = np.asarray(queries, np.float32)
   n_q = len(q_all)
-  state = NamedSharding(mesh, P(AXIS))
-  best = [(jax.device_put(np.full((mesh.size, q_block, k_eff), -np.inf, np.float32), state),
-           jax.device_put(np.full((mesh.size, q_block, k_eff), np.iinfo(np.int32).max, np.int32),
-                          state))
-          for _ in range(0, n_q, q_block)]
-  per_dev = math.ceil(min(slice_rows, max(n, 1)) / mesh.size)
-  cb = min(c_block, max(8, per_dev))
-  rows = math.ceil(per_dev / cb) * cb * mesh.size
   shard = NamedSharding(mesh, P(AXIS))
+  best = [(jax.device_put(np.full((mesh.size, q_block, k_eff), -np.inf, np.float32), shard),
+           jax.device_put(np.full((mesh.size, q_block, k_eff), np.iinfo(np.int32).max, np.int32),
+                          shard))
+          for _ in range(0, n_q, q_block)]
+  cb, per_dev = _layout(min(slice_rows, n), mesh.size, c_block)
+  rows = per_dev * mesh.size
   for start in range(0, max(n, 1), rows):
     c = jax.device_put(_pad_rows(np.asarray(cands[start:start + rows], np.float32), rows), shard)
-    idx = jax.device_put(np.arange(start, start + rows, dtype=np.int32), shard)
+    firsts = jax.device_put(np.arange(start, start + rows, per_dev, dtype=np.int32), shard)
     jax.block_until_ready(best)  # the previous slice is done with: at most two slices in memory
     for b, s in enumerate(range(0, n_q, q_block)):
       qb = _pad_rows(q_all[s:s + q_block], q_block)
-      best[b] = _topk_kernel(qb, c, idx, np.int32(n), *best[b], mesh=mesh, c_block=cb, k=k_eff,
-                             segment=segment)
-    del c, idx
+      best[b] = _topk_kernel(qb, c, firsts, np.int32(n), *best[b], mesh=mesh, c_block=cb,
+                             k=k_eff, segment=segment)
+    del c, firsts
   merged = [_merge_devices(bs, bi, k_eff) for bs, bi in best]
   scores = np.concatenate([np.asarray(bs) for bs, _ in merged])[:n_q]
   ids = np.concatenate([np.asarray(bi) for _, bi in merged])[:n_q].astype(np.int64)
