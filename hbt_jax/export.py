@@ -51,14 +51,17 @@ def encoder_tensors(enc_params: dict) -> dict[str, np.ndarray]:
 
 
 def export(params: dict, enc: models.EncoderConfig, tokenizer, out_dir: str, tower: str = "query",
-           max_seq_length: int = 256, prompts: dict[str, str] | None = None) -> Path:
+           max_seq_length: int = 256, prompts: dict[str, str] | None = None,
+           source_dir: Path | None = None) -> Path:
+  """`source_dir`: the checkpoint the model was initialised from, whose pooler is carried through."""
   from safetensors.numpy import save_file
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   key = f"{tower}_encoder" if f"{tower}_encoder" in params else "query_encoder"
   enc_params = params[key]
   (out / "config.json").write_text(json.dumps(hf_config(enc), indent=1))
-  save_file(encoder_tensors(enc_params), str(out / "model.safetensors"), metadata={"format": "pt"})
+  tensors = dict(encoder_tensors(enc_params), **hf_io.read_pooler(source_dir, enc.hidden_size))
+  save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
   tokenizer.save_pretrained(str(out))
   modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
              {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
@@ -115,7 +118,7 @@ def export_workdir(workdir: str, out_dir: str, step: int | None = None, tower: s
   prompts = {"query": cfg.model.query_prefix, "passage": cfg.model.passage_prefix}
   return export(params, bundle.enc_cfg, bundle.tokenizer, out_dir, tower,
                 max(cfg.model.max_query_len, cfg.model.max_passage_len),
-                {k: v for k, v in prompts.items() if v})
+                {k: v for k, v in prompts.items() if v}, bundle.hf_dir)
 
 
 def main(argv):

