@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.files = ""             # comma-separated JSONL files for source="jsonl"
   c.data.langs = ""             # comma-separated subset of languages; "" = all
   c.data.max_ids = 0            # keep the first N ids (0 = all), for quick runs
+  c.data.fraction = 1.0         # keep this fraction of ids (data-scale curves; nested for one subset_seed)
+  c.data.lang_caps = ""         # "hi:50,th:50": at most N training cells in these languages (low-resource)
+  c.data.subset_seed = 0        # the permutation behind fraction and lang_caps (not the training seed)
   c.data.lenient = False        # skip (count, log) malformed JSONL lines instead of failing
   c.data.min_langs_per_id = 1   # JSONL: an id with fewer languages is an error (2 = strictly parallel)
   c.data.passage_context = True  # encode the passage with its context (paragraph) as 2nd segment

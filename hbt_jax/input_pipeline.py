@@ -33,7 +33,21 @@ def load_corpus(cfg) -> ParallelCorpus:
   if d.langs:
     langs = d.langs.split(",") if isinstance(d.langs, str) else list(d.langs)
     corpus = corpus.select_langs(langs)
-  return corpus.take(d.max_ids)
+  corpus = corpus.take(d.max_ids).fraction(d.fraction, d.subset_seed)
+  if d.lang_caps:
+    corpus = corpus.cap_langs(parse_lang_caps(d.lang_caps), d.subset_seed)
+  return corpus
+
+
+def parse_lang_caps(spec: str) -> dict[str, int]:
+  """"hi:50,th:50" -> {"hi": 50, "th": 50}; a malformed entry is an error naming the key."""
+  caps = {}
+  for part in [p.strip() for p in spec.split(",") if p.strip()]:
+    lang, _, n = part.partition(":")
+    if not lang or not n.strip().isdigit():
+      raise DataError(f"config.data.lang_caps={spec!r}: entry {part!r} is not LANG:COUNT")
+    caps[lang.strip()] = int(n)
+  return caps
 
 
 @dataclasses.dataclass

@@ -66,6 +66,41 @@ class ParallelCorpus:
       return self
     return ParallelCorpus(self.ids[:max_ids], list(self.langs), self.cells[:max_ids])
 
+  def _order(self, seed: int) -> np.ndarray:
+    """A fixed permutation of the rows: the order in which subsets take ids, so that for one seed a
+    smaller subset is always contained in a larger one (a scale curve measures data, not a new draw)."""
+    return np.random.default_rng(seed).permutation(self.num_ids)
+
+  def _rows(self, rows: np.ndarray, cells: np.ndarray | None = None) -> "ParallelCorpus":
+    rows = np.sort(rows)  # keep reading order
+    cells = self.cells[rows] if cells is None else cells[rows]
+    keep = np.array([any(c is not None for c in row) for row in cells], bool)
+    return ParallelCorpus([self.ids[r] for r, k in zip(rows, keep) if k], list(self.langs), cells[keep])
+
+  def fraction(self, frac: float, seed: int = 0, where: str = "config.data.fraction") -> "ParallelCorpus":
+    """The first ceil(frac * n) ids of the seed's permutation (nested across fractions)."""
+    if not 0.0 < frac <= 1.0:
+      raise DataError(f"{where}={frac}: must be in (0, 1]")
+    if frac == 1.0:
+      return self
+    n = int(np.ceil(frac * self.num_ids))
+    return self._rows(self._order(seed)[:n])
+
+  def cap_langs(self, caps: dict[str, int], seed: int = 0,
+                where: str = "config.data.lang_caps") -> "ParallelCorpus":
+    """At most caps[lang] cells of each capped language (a simulated low-resource language): the
+    first ids of the seed's permutation that have the language keep it, later ones lose that cell."""
+    missing = sorted(set(caps) - set(self.langs))
+    if missing:
+      raise DataError(f"{where}: languages {missing} are not in the data (it has {self.langs})")
+    cells = self.cells.copy()
+    order = self._order(seed)
+    for lang, cap in caps.items():
+      j = self.langs.index(lang)
+      have = order[self.available[order, j]]
+      cells[have[cap:], j] = None
+    return self._rows(np.arange(self.num_ids), cells)
+
   def summary(self) -> str:
     per_id = self.available.sum(1)
     return (f"{self.num_ids} ids x {len(self.langs)} langs, {int(self.available.sum())} cells; "
