@@ -148,9 +148,9 @@ def read_pooler(model_dir: Path | None, hidden: int) -> dict[str, np.ndarray]:
   """The checkpoint's BERT pooler tensors (HF names), or zeros when it has none (random init): hbt_jax
   never uses or trains the pooler, and an export with it loads in transformers with no missing weight."""
   if model_dir is not None:
+    from safetensors import safe_open
     tensors = {}
     for f in sorted(Path(model_dir).glob("*.safetensors")):
-      from safetensors import safe_open
       with safe_open(str(f), "numpy") as st:
         for k in st.keys():
           short = k

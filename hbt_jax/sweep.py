@@ -86,10 +86,20 @@ def _last_error(log: Path, rc: int) -> str:
   return (errs[-1] if errs else lines[-1] if lines else f"exit code {rc}")[:500]
 
 
-def is_done(wd: Path) -> bool:
+def is_done(wd: Path, cmd: list[str]) -> bool:
+  """Finished with this very command; a finished run of another command (say a changed override)
+  is an error rather than a silently stale row in the summary."""
   st = wd / STATUS
-  return st.exists() and json.loads(st.read_text()).get("status") == "done" and \
-      (wd / "results.json").exists()
+  if not (st.exists() and (wd / "results.json").exists()):
+    return False
+  rec = json.loads(st.read_text())
+  if rec.get("status") != "done":
+    return False
+  before = shlex.split(rec["command"])[1:]  # the interpreter's path may differ between machines
+  if before != cmd[1:]:
+    raise SystemExit(f"{wd}: finished with another command:\n  {shlex.join(before)}\nnow:\n  "
+                     f"{shlex.join(cmd[1:])}\nuse a new --workdir for a changed sweep")
+  return True
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -181,7 +191,7 @@ def _cell(ms: tuple[float, float, int]) -> str:
   if n == 0:
     return "–"
   digits = 1 if abs(mean) >= 100 else 4
-  return f"{mean:.{digits}f} ± {std:.{digits}f}" + (f" ({n})" if n else "")
+  return f"{mean:.{digits}f} ± {std:.{digits}f} ({n})"
 
 
 def _markdown(workdir, grid, rows, group_keys, summary, heads, metric_keys) -> str:
@@ -299,10 +309,11 @@ def main(argv=None) -> int:
   if not args.aggregate_only:
     for i, p in enumerate(points):
       wd = workdir / "runs" / run_name(p)
-      if is_done(wd):
+      cmd = command(args.config, workdir, p, extra)
+      if is_done(wd, cmd):
         print(f"[{i + 1}/{len(points)}] {run_name(p)}: done before, skipped", flush=True)
         continue
-      st = run_one(command(args.config, workdir, p, extra), wd)
+      st = run_one(cmd, wd)
       failed += st["status"] != "done"
       print(f"[{i + 1}/{len(points)}] {run_name(p)}: {st['status']} ({st['seconds']:.0f} s)"
             + (f": {st['error']}" if st["status"] != "done" else ""), flush=True)

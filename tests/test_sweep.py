@@ -47,6 +47,9 @@ def test_sweep_runs_the_grid_resumes_and_reports_failures(tmp_path, data_dir):
   assert r2.stdout.count("done before, skipped") == 2, r2.stdout
   assert r2.stdout.count(": failed") == 2
   assert (out / "runs" / "sampler.alpha=0.5__seed=0" / "results.json").stat().st_mtime == mtime
+  # The same workdir with a changed override would mix two experiments: refused.
+  r3 = _sweep(tmp_path, "--config.optim.lr=0.1")
+  assert r3.returncode != 0 and "finished with another command" in r3.stderr
 
 
 def test_print_commands_and_grid():

@@ -58,13 +58,13 @@ class ParallelCorpus:
     cols = [self.langs.index(l) for l in langs]
     cells = self.cells[:, cols]
     keep = np.array([any(c is not None for c in row) for row in cells], bool)
-    return ParallelCorpus([i for i, k in zip(self.ids, keep) if k], list(langs), cells[keep])
+    return type(self)([i for i, k in zip(self.ids, keep) if k], list(langs), cells[keep])
 
   def take(self, max_ids: int | None) -> "ParallelCorpus":
     """The first `max_ids` ids (in reading order), for subset runs."""
     if max_ids is None or max_ids <= 0 or max_ids >= self.num_ids:
       return self
-    return ParallelCorpus(self.ids[:max_ids], list(self.langs), self.cells[:max_ids])
+    return type(self)(self.ids[:max_ids], list(self.langs), self.cells[:max_ids])
 
   def _order(self, seed: int) -> np.ndarray:
     """A fixed permutation of the rows: the order in which subsets take ids, so that for one seed a
@@ -75,7 +75,7 @@ class ParallelCorpus:
     rows = np.sort(rows)  # keep reading order
     cells = self.cells[rows] if cells is None else cells[rows]
     keep = np.array([any(c is not None for c in row) for row in cells], bool)
-    return ParallelCorpus([self.ids[r] for r, k in zip(rows, keep) if k], list(self.langs), cells[keep])
+    return type(self)([self.ids[r] for r, k in zip(rows, keep) if k], list(self.langs), cells[keep])
 
   def fraction(self, frac: float, seed: int = 0, where: str = "config.data.fraction") -> "ParallelCorpus":
     """The first ceil(frac * n) ids of the seed's permutation (nested across fractions)."""

@@ -9,7 +9,11 @@ from hbt_jax.data.corpus import DataError
 
 
 def read_text(path: str | Path) -> str:
-  raw = Path(path).read_bytes()
+  return decode_text(Path(path).read_bytes(), path)
+
+
+def decode_text(raw: bytes, path: str | Path) -> str:
+  """The bytes of `path` (read from disk or decompressed) as text; errors name the file and line."""
   if raw.startswith(b"\xef\xbb\xbf"):
     logging.info("%s: removed a UTF-8 byte order mark", path)
     raw = raw[3:]

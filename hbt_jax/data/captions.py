@@ -1,0 +1,224 @@
+"""Multilingual image captions: one corpus representation and the readers of XTD10, Multi30K, XM3600
+and a generic JSONL format.
+
+A `CaptionCorpus` is a `ParallelCorpus` whose rows are images and whose cells are `CaptionCell`s
+(the image file and that language's captions), so everything that works on the availability matrix
+(language selection, nested fractions, per-language caps, the sampler's plans) works unchanged.
+Language codes are ISO 639-1 as in hbt_jax/languages.py (XTD10's "jp" is read as "ja").
+
+Errors name the file and line: a caption file whose length does not match its image list, an empty
+caption, an unknown language, a caption for an image that is not in the image folder. With
+`lenient=True` a bad caption or a missing image is skipped instead, counted and logged.
+Decoding the images themselves (corrupt files, grayscale / RGBA / CMYK / palette) is the image
+pipeline's job.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from hbt_jax import languages
+from hbt_jax.data.corpus import DataError, ParallelCorpus
+from hbt_jax.data.text_io import decode_text, read_lines
+
+XTD10_FILES = {"de": "MIC/test_1kcaptions_de.txt", "fr": "MIC/test_1kcaptions_fr.txt",
+               "ja": "STAIR/test_1kcaptions_jp.txt",
+               **{l: f"XTD10/test_1kcaptions_{l}.txt" for l in "en es it ko pl ru tr zh".split()}}
+XTD10_IMAGES = "XTD10/test_image_names.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionCell:
+  image: str                 # the image file ("" for a captions-only corpus)
+  captions: tuple[str, ...]  # this language's captions of the image
+  source: str = ""           # file:line of the first caption
+
+
+class CaptionCorpus(ParallelCorpus):
+  """Rows are images (`ids` are image ids), columns languages, cells `CaptionCell | None`."""
+
+  def image(self, row: int) -> str:
+    return next(c.image for c in self.cells[row] if c is not None)
+
+  def num_captions(self) -> dict[str, int]:
+    return {l: sum(len(c.captions) for c in self.cells[:, j] if c is not None)
+            for j, l in enumerate(self.langs)}
+
+
+class _Builder:
+  """Collects (image, lang, caption, source); checks languages, captions and image files."""
+
+  def __init__(self, image_dir: str | Path | None, lenient: bool):
+    self.image_dir = Path(image_dir) if image_dir else None
+    self.lenient = lenient
+    self.rows: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    self.files: dict[str, str] = {}
+    self.skipped: collections.Counter = collections.Counter()
+
+  def _fail(self, where: str, what: str, reason: str) -> None:
+    if not self.lenient:
+      raise DataError(f"{where}: {what}")
+    self.skipped[reason] += 1
+    logging.warning("%s: %s (skipped)", where, what)
+
+  def add_image(self, image_id: str, file_name: str, where: str) -> bool:
+    path = str(self.image_dir / file_name) if self.image_dir else ""
+    if self.image_dir is not None and not Path(path).is_file():
+      self._fail(where, f"image {path} does not exist", "missing image")
+      return False
+    self.files[image_id] = path
+    return True
+
+  def add(self, image_id: str, lang: str, caption: str, where: str) -> None:
+    lang = languages.ALIASES.get(lang, lang)
+    if lang not in languages.LANGUAGES:
+      raise DataError(f"{where}: unknown language {lang!r} (known: hbt_jax/languages.py)")
+    if image_id not in self.files:
+      self._fail(where, f"caption for an unknown image {image_id!r}", "unknown image")
+      return
+    if not caption.strip():
+      self._fail(where, f"empty caption for image {image_id!r} ({lang})", "empty caption")
+      return
+    self.rows.setdefault(image_id, {}).setdefault(lang, []).append((caption.strip(), where))
+
+  def build(self, name: str) -> CaptionCorpus:
+    if self.skipped:
+      logging.warning("%s: skipped %s", name, dict(self.skipped))
+    langs = sorted({l for r in self.rows.values() for l in r})
+    ids = [i for i in self.files if i in self.rows]
+    cells = np.empty((len(ids), len(langs)), dtype=object)
+    for r, i in enumerate(ids):
+      for j, l in enumerate(langs):
+        caps = self.rows[i].get(l)
+        cells[r, j] = CaptionCell(self.files[i], tuple(c for c, _ in caps), caps[0][1]) if caps else None
+    if not ids:
+      raise DataError(f"{name}: no captions were read")
+    corpus = CaptionCorpus(ids, langs, cells)
+    logging.info("%s: %d images, captions per language %s", name, len(ids), corpus.num_captions())
+    return corpus
+
+
+def _want(langs: Sequence[str] | None, available: Iterable[str], name: str) -> list[str]:
+  available = list(available)
+  if not langs:
+    return available
+  langs = [languages.ALIASES.get(l, l) for l in langs]
+  missing = [l for l in langs if l not in available]
+  if missing:
+    raise DataError(f"{name}: languages {missing} are not in the data (it has {available})")
+  return langs
+
+
+def read_xtd10(captions_dir: str | Path, image_dir: str | Path | None = None,
+               langs: Sequence[str] | None = None, lenient: bool = False) -> CaptionCorpus:
+  """XTD10: 1000 COCO train2014 images; line i of every language file captions image i of
+  XTD10/test_image_names.txt. `image_dir` holds the COCO files (None: captions only)."""
+  root = Path(captions_dir)
+  names_file = root / XTD10_IMAGES
+  if not names_file.exists():
+    raise DataError(f"{names_file}: missing (the XTD10 image list)")
+  names = read_lines(names_file)
+  b = _Builder(image_dir, lenient)
+  for n, name in enumerate(names, 1):
+    b.add_image(name, name.strip(), f"{names_file}:{n}")
+  for lang in _want(langs, XTD10_FILES, "xtd10"):
+    path = root / XTD10_FILES[lang]
+    if not path.exists():
+      raise DataError(f"{path}: missing (XTD10 captions for {lang!r})")
+    lines = read_lines(path)
+    if len(lines) != len(names):
+      raise DataError(f"{path}: {len(lines)} captions for the {len(names)} images of {names_file}")
+    for n, (name, caption) in enumerate(zip(names, lines), 1):
+      b.add(name, lang, caption, f"{path}:{n}")
+  return b.build("xtd10")
+
+
+def read_multi30k(root: str | Path, split: str = "test_2016_flickr", image_dir: str | Path | None = None,
+                  langs: Sequence[str] | None = None, lenient: bool = False) -> CaptionCorpus:
+  """Multi30K task 1: image_splits/SPLIT.txt (Flickr30k file names) and raw/SPLIT.LANG.gz (line i
+  captions image i). `image_dir` holds the Flickr30k images."""
+  root = Path(root)
+  names_file = root / "image_splits" / f"{split}.txt"
+  if not names_file.exists():
+    raise DataError(f"{names_file}: missing (Multi30K split {split!r})")
+  names = read_lines(names_file)
+  b = _Builder(image_dir, lenient)
+  for n, name in enumerate(names, 1):
+    b.add_image(name, name.strip(), f"{names_file}:{n}")
+  found = sorted(p.name.split(".")[-2] for p in (root / "raw").glob(f"{split}.*.gz"))
+  for lang in _want(langs, found, f"multi30k {split}"):
+    path = root / "raw" / f"{split}.{lang}.gz"
+    try:
+      with gzip.open(path, "rb") as f:
+        lines = decode_text(f.read(), path).split("\n")
+    except OSError as e:
+      raise DataError(f"{path}: cannot read ({e})") from None
+    if lines and lines[-1] == "":
+      lines.pop()
+    if len(lines) != len(names):
+      raise DataError(f"{path}: {len(lines)} captions for the {len(names)} images of {names_file}")
+    for n, (name, caption) in enumerate(zip(names, lines), 1):
+      b.add(name, lang, caption, f"{path}:{n}")
+  return b.build(f"multi30k/{split}")
+
+
+def read_xm3600(captions_jsonl: str | Path, image_dir: str | Path | None = None,
+                langs: Sequence[str] | None = None, lenient: bool = False) -> CaptionCorpus:
+  """XM3600's released captions.jsonl: {"image/key": K, "<lang>": {"caption": [...], ...}, ...}
+  per line; images are IMAGE_DIR/K.jpg."""
+  path = Path(captions_jsonl)
+  b = _Builder(image_dir, lenient)
+  want = set(_want(langs, languages.DATASETS["xm3600"], "xm3600"))
+  for n, line in enumerate(read_lines(path), 1):
+    where = f"{path}:{n}"
+    if not line.strip():
+      continue
+    try:
+      rec = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise DataError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from None
+    key = rec.get("image/key") if isinstance(rec, dict) else None
+    if not isinstance(key, str):
+      raise DataError(f"{where}: expected an object with a string 'image/key'")
+    if not b.add_image(key, f"{key}.jpg", where):
+      continue
+    for lang, entry in rec.items():
+      if lang == "image/key":
+        continue
+      if not isinstance(entry, dict) or not isinstance(entry.get("caption"), list):
+        raise DataError(f"{where}: language {lang!r} needs {{'caption': [...]}}")
+      # Wanted languages are read; an unknown code goes to `add`, which names it as an error.
+      if lang in want or lang not in languages.LANGUAGES:
+        for cap in entry["caption"]:
+          b.add(key, lang, cap if isinstance(cap, str) else "", where)
+  return b.build("xm3600")
+
+
+def read_caption_jsonl(files: Sequence[str | Path], image_dir: str | Path | None = None,
+                       lenient: bool = False) -> CaptionCorpus:
+  """Users' own captions: one {"image": FILE, "lang": CODE, "caption": TEXT} per line; FILE is
+  relative to `image_dir`. Several lines may caption the same image in the same language."""
+  b = _Builder(image_dir, lenient)
+  for f in files:
+    for n, line in enumerate(read_lines(f), 1):
+      where = f"{f}:{n}"
+      if not line.strip():
+        continue
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise DataError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from None
+      if not isinstance(rec, dict) or set(rec) != {"image", "lang", "caption"} or \
+          not all(isinstance(rec[k], str) for k in rec):
+        raise DataError(f"{where}: expected {{\"image\": str, \"lang\": str, \"caption\": str}}")
+      if rec["image"] not in b.files and not b.add_image(rec["image"], rec["image"], where):
+        continue
+      b.add(rec["image"], rec["lang"], rec["caption"], where)
+  return b.build("jsonl captions")
