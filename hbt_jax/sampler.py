@@ -12,6 +12,15 @@ Batch types (LAReQA / Elmahdy et al. 2024):
   xy        query and passage in two different languages, drawn per pair among the id's languages.
   hybrid    xx_mono with probability alpha, else xy; `mixture` gives any weighted mix of the types.
 No id appears twice in a global batch: a second copy would be a false in-batch negative.
+
+Image–text (modality="image_text"; rows are images, languages those of their captions) plans the
+same way under the names of the image–text study:
+  it_mono   image–caption pairs, one caption language per batch (the X-X analogue: xx_mono's plan;
+            the passage side is the row's image, so p_lang is not used).
+  it_mixed  image–caption pairs, the caption language drawn per pair (xx_mixed's plan).
+  tt_xy     caption_x–caption_y of the same image, two different languages per pair, both through
+            the text tower (the X-Y analogue: xy's plan).
+  hybrid    it_mono with probability alpha, else tt_xy; `mixture` over these three names.
 """
 from __future__ import annotations
 
@@ -20,6 +29,8 @@ import dataclasses
 import numpy as np
 
 BATCH_TYPES = ("xx_mono", "xx_mixed", "xy")
+IMAGE_TEXT_TYPES = {"it_mono": "xx_mono", "it_mixed": "xx_mixed", "tt_xy": "xy"}  # name -> plan
+MODALITIES = ("text", "image_text")
 
 
 class SamplerConfigError(ValueError):
@@ -50,8 +61,19 @@ def parse_mixture(spec: str | dict) -> dict[str, float]:
   return out
 
 
-def mixture_weights(batch_type: str, alpha: float, mixture: dict | None) -> dict[str, float]:
-  """The weights over BATCH_TYPES that a config asks for."""
+def mixture_weights(batch_type: str, alpha: float, mixture: dict | None,
+                    modality: str = "text") -> dict[str, float]:
+  """The weights over BATCH_TYPES that a config asks for (image–text names are mapped onto them)."""
+  if modality == "image_text":
+    names = list(IMAGE_TEXT_TYPES)
+    bad = sorted(set(mixture or {}) - set(names))
+    if batch_type not in names + ["hybrid", "mixture"] or bad:
+      raise SamplerConfigError(f"config.sampler: image-text batch types are {names} + ['hybrid', "
+                               f"'mixture'] (got batch_type={batch_type!r}, mixture keys {bad})")
+    return mixture_weights(IMAGE_TEXT_TYPES.get(batch_type, batch_type), alpha,
+                           {IMAGE_TEXT_TYPES[k]: w for k, w in (mixture or {}).items()})
+  if modality != "text":
+    raise SamplerConfigError(f"sampler modality {modality!r}; known {list(MODALITIES)}")
   if batch_type == "hybrid":
     if not 0.0 <= alpha <= 1.0:
       raise SamplerConfigError(f"config.sampler.alpha={alpha} must be in [0, 1]")
@@ -79,8 +101,12 @@ class HybridSampler:
 
   def __init__(self, available: np.ndarray, global_batch: int, seed: int,
                weights: dict[str, float], lang_sampling_power: float = 0.0,
-               num_negatives: np.ndarray | None = None, negatives_per_pair: int = 0):
+               num_negatives: np.ndarray | None = None, negatives_per_pair: int = 0,
+               modality: str = "text"):
     self.available = np.asarray(available, bool)
+    # The name each plan reports: the text study's, or the image-text study's.
+    self.names = ({v: k for k, v in IMAGE_TEXT_TYPES.items()} if modality == "image_text"
+                  else {t: t for t in BATCH_TYPES})
     self.batch = int(global_batch)
     self.seed = int(seed)
     self.weights = weights
@@ -135,7 +161,7 @@ class HybridSampler:
       avail = avail.copy()
       avail[np.arange(self.batch), q_lang] = False
       p_lang = self._pick_lang(rng, avail)
-    return BatchPlan(int(step), btype, rows.astype(np.int64), q_lang, p_lang,
+    return BatchPlan(int(step), self.names[btype], rows.astype(np.int64), q_lang, p_lang,
                      self._pick_negatives(rng, rows, p_lang))
 
   @staticmethod

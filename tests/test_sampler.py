@@ -1,4 +1,5 @@
 """Sampler semantics over thousands of steps, host sharding, determinism."""
+import collections
 import math
 
 import numpy as np
@@ -113,3 +114,30 @@ def test_config_errors_name_the_key():
     S.HybridSampler(avail, 64, 0, S.mixture_weights("hybrid", 0.5, None))
   with pytest.raises(S.SamplerConfigError, match="config.batch_size=32 must divide"):
     S.host_slice(32, 3, 0)
+
+
+def test_image_text_batch_types_plan_like_their_text_analogues():
+  """it_mono / tt_xy / hybrid over a caption availability matrix (images x caption languages)."""
+  rng = np.random.default_rng(5)
+  avail = rng.random((400, 6)) < 0.7
+  avail[:, 0] = True  # every image has an English caption
+  w = S.mixture_weights("hybrid", 0.3, None, modality="image_text")
+  assert w == {"xx_mono": pytest.approx(0.3), "xx_mixed": 0.0, "xy": pytest.approx(0.7)}
+  smp = S.HybridSampler(avail, 32, 1, w, modality="image_text")
+  text = S.HybridSampler(avail, 32, 1, S.mixture_weights("hybrid", 0.3, None))
+  kinds = collections.Counter()
+  for t in range(400):
+    p, q = smp.plan(t), text.plan(t)
+    kinds[p.batch_type] += 1
+    assert {"it_mono": "xx_mono", "tt_xy": "xy"}[p.batch_type] == q.batch_type
+    np.testing.assert_array_equal(p.rows, q.rows)  # the same plan, another name
+    assert avail[p.rows, p.q_lang].all()
+    if p.batch_type == "it_mono":
+      assert len(set(p.q_lang.tolist())) == 1
+    else:
+      assert (p.q_lang != p.p_lang).all() and avail[p.rows, p.p_lang].all()
+  assert set(kinds) == {"it_mono", "tt_xy"} and abs(kinds["it_mono"] / 400 - 0.3) < 4 * (0.21 / 400) ** 0.5
+  mixed = S.mixture_weights("mixture", 0, S.parse_mixture("it_mixed:1,tt_xy:1"), modality="image_text")
+  assert mixed["xx_mixed"] == mixed["xy"] == 0.5
+  with pytest.raises(S.SamplerConfigError, match="image-text batch types"):
+    S.mixture_weights("xx_mono", 0.5, None, modality="image_text")
