@@ -10,10 +10,12 @@ Batch norm uses its running statistics (the tower is frozen or fine-tuned with f
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -122,3 +124,215 @@ def efficientnet_params_from_torch(sd: dict[str, np.ndarray], template: dict, so
     return out
 
   return {col: fill(template[col], col) for col in ("params", "batch_stats")}
+
+
+# ------------------------------------------------------------------------------------------ ViT
+# The vision towers of Hugging Face CLIPModel and SiglipModel, with module and parameter names that
+# follow the HF state dict (`vision_model.encoder.layers.3.self_attn.q_proj.weight` ->
+# encoder/layers_3/self_attn/q_proj/kernel), so `vit_params_from_hf` / `vit_params_to_hf` are name
+# maps plus layout changes (dense kernels transposed, conv OIHW -> HWIO, LayerNorm weight -> scale).
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+  layout: str = "clip"          # "clip": CLS token, pre-LN, pooled = post-LN(CLS) [-> projection]
+                                # "siglip": no CLS, post-LN on all tokens, attention-pooling head
+  image_size: int = 224
+  patch_size: int = 16
+  hidden_size: int = 768
+  num_layers: int = 12
+  num_heads: int = 12
+  intermediate_size: int = 3072
+  layer_norm_eps: float = 1e-5
+  hidden_act: str = "quick_gelu"
+  projection_dim: int = 0       # CLIP's visual_projection (no bias); 0 = none (SigLIP)
+  dtype: str = "float32"
+
+  @classmethod
+  def from_hf(cls, hf: dict, **over) -> "ViTConfig":
+    """From a CLIPModel / SiglipModel config.json (its vision_config) or a vision-only config."""
+    mt = hf.get("model_type", "")
+    layout = "siglip" if mt.startswith("siglip") else "clip" if mt.startswith("clip") else None
+    if layout is None:
+      raise ValueError(f"unsupported image checkpoint model_type={mt!r}; known: clip, siglip")
+    v = hf.get("vision_config", hf)
+    fields = dict(layout=layout, image_size=v["image_size"], patch_size=v["patch_size"],
+                  hidden_size=v["hidden_size"], num_layers=v["num_hidden_layers"],
+                  num_heads=v["num_attention_heads"], intermediate_size=v["intermediate_size"],
+                  layer_norm_eps=v.get("layer_norm_eps", 1e-5 if layout == "clip" else 1e-6),
+                  hidden_act=v.get("hidden_act", "quick_gelu" if layout == "clip" else
+                                   "gelu_pytorch_tanh"),
+                  projection_dim=hf.get("projection_dim", 0) if layout == "clip" and
+                  "vision_config" in hf else 0)
+    fields.update(over)
+    return cls(**fields)
+
+
+def _vit_act(name: str):
+  acts = {"quick_gelu": lambda x: x * nn.sigmoid(1.702 * x),
+          "gelu": lambda x: nn.gelu(x, approximate=False),
+          "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+          "gelu_new": lambda x: nn.gelu(x, approximate=True)}
+  if name not in acts:
+    raise ValueError(f"unsupported vision hidden_act {name!r}; known {sorted(acts)}")
+  return acts[name]
+
+
+class _MLP(nn.Module):
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, x):
+    x = _vit_act(self.cfg.hidden_act)(nn.Dense(self.cfg.intermediate_size, name="fc1")(x))
+    return nn.Dense(self.cfg.hidden_size, name="fc2")(x)
+
+
+class _Attention(nn.Module):
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, q_in, kv_in):
+    d, h = self.cfg.hidden_size, self.cfg.num_heads
+    split = lambda t: t.reshape(t.shape[:2] + (h, d // h))
+    q = split(nn.Dense(d, name="q_proj")(q_in)) * (d // h) ** -0.5
+    k = split(nn.Dense(d, name="k_proj")(kv_in))
+    v = split(nn.Dense(d, name="v_proj")(kv_in))
+    att = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32), axis=-1)
+    ctx = jnp.einsum("bhqk,bkhd->bqhd", att.astype(v.dtype), v).reshape(q_in.shape[:2] + (d,))
+    return nn.Dense(d, name="out_proj")(ctx)
+
+
+class _EncoderLayer(nn.Module):
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, x):
+    ln = lambda name: nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, name=name)
+    y = ln("layer_norm1")(x)
+    x = x + _Attention(self.cfg, name="self_attn")(y, y)
+    return x + _MLP(self.cfg, name="mlp")(ln("layer_norm2")(x))
+
+
+class _Embeddings(nn.Module):
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, images):
+    c = self.cfg
+    n = (c.image_size // c.patch_size) ** 2
+    if images.shape[1] != c.image_size or images.shape[2] != c.image_size:
+      raise ValueError(f"image tower expects {c.image_size}x{c.image_size} images, got "
+                       f"{images.shape[1]}x{images.shape[2]}")
+    x = nn.Conv(c.hidden_size, (c.patch_size,) * 2, strides=(c.patch_size,) * 2, padding="VALID",
+                use_bias=c.layout == "siglip", name="patch_embedding")(images)
+    x = x.reshape(x.shape[0], -1, c.hidden_size)
+    if c.layout == "clip":
+      cls = self.param("class_embedding", nn.initializers.normal(0.02), (c.hidden_size,))
+      x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, c.hidden_size)), x], axis=1)
+      n += 1
+    pos = nn.Embed(n, c.hidden_size, name="position_embedding")(jnp.arange(n))
+    return x + pos[None]
+
+
+class _PoolingHead(nn.Module):
+  """SigLIP's attention pooling: a learned probe attends over the tokens, then LN + MLP residual."""
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, x):
+    d = self.cfg.hidden_size
+    probe = self.param("probe", nn.initializers.normal(1.0), (1, 1, d))
+    h = _Attention(self.cfg, name="attention")(jnp.broadcast_to(probe, (x.shape[0], 1, d)), x)
+    h = h + _MLP(self.cfg, name="mlp")(nn.LayerNorm(epsilon=self.cfg.layer_norm_eps,
+                                                    name="layernorm")(h))
+    return h[:, 0]
+
+
+class ViT(nn.Module):
+  """NHWC images (normalized for the checkpoint) -> the checkpoint's image embedding (unnormalized):
+  CLIP's projected CLS feature or SigLIP's pooled feature."""
+  cfg: ViTConfig
+
+  @nn.compact
+  def __call__(self, images):
+    c = self.cfg
+    x = _Embeddings(c, name="embeddings")(images.astype(jnp.dtype(c.dtype)))
+    if c.layout == "clip":
+      x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="pre_layrnorm")(x)  # HF's spelling
+    for i in range(c.num_layers):
+      x = _EncoderLayer(c, name=f"layers_{i}")(x)
+    post = nn.LayerNorm(epsilon=c.layer_norm_eps, name="post_layernorm")
+    if c.layout == "clip":
+      pooled = post(x[:, 0])
+      if c.projection_dim:
+        pooled = nn.Dense(c.projection_dim, use_bias=False, name="visual_projection")(pooled)
+      return pooled.astype(jnp.float32)
+    return _PoolingHead(c, name="head")(post(x)).astype(jnp.float32)
+
+
+def _hf_vit_name(path: tuple[str, ...], layout: str) -> str:
+  """Flax path -> HF state-dict name (CLIPModel / SiglipModel layout)."""
+  *mods, leaf = path
+  if mods and mods[0] == "visual_projection":
+    return "visual_projection.weight"
+  parts = []
+  for m in mods:
+    parts += ["encoder", "layers", m[len("layers_"):]] if m.startswith("layers_") else [m]
+  if leaf == "kernel" or (leaf == "scale") or (leaf == "embedding"):
+    leaf = "weight"
+  return "vision_model." + ".".join(parts + [leaf])
+
+
+def vit_params_from_hf(tensors: dict[str, np.ndarray], template: dict, cfg: ViTConfig,
+                       source: str) -> dict:
+  """HF CLIPModel / SiglipModel tensors -> ViT params; a missing or misshapen tensor is named."""
+  tensors = dict(tensors)
+  # torch's MultiheadAttention (SigLIP's pooling head) packs q, k, v into one in_proj.
+  pre = "vision_model.head.attention."
+  if pre + "in_proj_weight" in tensors:
+    for name, w, b in zip(("q_proj", "k_proj", "v_proj"),
+                          np.split(tensors.pop(pre + "in_proj_weight"), 3),
+                          np.split(tensors.pop(pre + "in_proj_bias"), 3)):
+      tensors[f"{pre}{name}.weight"], tensors[f"{pre}{name}.bias"] = w, b
+
+  def fill(tree, path=()):
+    out = {}
+    for k, v in tree.items():
+      if isinstance(v, dict):
+        out[k] = fill(v, path + (k,))
+        continue
+      name = _hf_vit_name(path + (k,), cfg.layout)
+      if name not in tensors:
+        raise ValueError(f"{source}: missing tensor {name!r} (for {'/'.join(path + (k,))})")
+      arr = tensors[name]
+      if k == "kernel":
+        arr = arr.transpose(2, 3, 1, 0) if arr.ndim == 4 else arr.T
+      if tuple(arr.shape) != tuple(v.shape):
+        raise ValueError(f"{source}: tensor {name!r} has shape {arr.shape} after layout change, "
+                         f"the config needs {tuple(v.shape)}")
+      out[k] = np.ascontiguousarray(arr, np.float32)
+    return out
+
+  return fill(template)
+
+
+def vit_params_to_hf(params: dict, cfg: ViTConfig) -> dict[str, np.ndarray]:
+  """The inverse of `vit_params_from_hf` (HF names and layouts), for export."""
+  out = {}
+
+  def walk(tree, path=()):
+    for k, v in tree.items():
+      if isinstance(v, dict):
+        walk(v, path + (k,))
+        continue
+      arr = np.asarray(v, np.float32)
+      if k == "kernel":
+        arr = arr.transpose(3, 2, 0, 1) if arr.ndim == 4 else arr.T
+      out[_hf_vit_name(path + (k,), cfg.layout)] = np.ascontiguousarray(arr)
+
+  walk(params)
+  pre = "vision_model.head.attention."
+  if pre + "q_proj.weight" in out:
+    out[pre + "in_proj_weight"] = np.concatenate([out.pop(f"{pre}{n}.weight") for n in
+                                                  ("q_proj", "k_proj", "v_proj")])
+    out[pre + "in_proj_bias"] = np.concatenate([out.pop(f"{pre}{n}.bias") for n in
+                                                ("q_proj", "k_proj", "v_proj")])
+  return out
