@@ -186,28 +186,31 @@ class _MLP(nn.Module):
 
 
 class _Attention(nn.Module):
-  cfg: ViTConfig
+  cfg: ViTConfig  # any config with hidden_size, num_heads (the text towers share these layers)
 
   @nn.compact
-  def __call__(self, q_in, kv_in):
+  def __call__(self, q_in, kv_in, bias=None):
+    """`bias`: additive [B, 1, Q, K] attention bias (causal / padding masks), or None."""
     d, h = self.cfg.hidden_size, self.cfg.num_heads
     split = lambda t: t.reshape(t.shape[:2] + (h, d // h))
     q = split(nn.Dense(d, name="q_proj")(q_in)) * (d // h) ** -0.5
     k = split(nn.Dense(d, name="k_proj")(kv_in))
     v = split(nn.Dense(d, name="v_proj")(kv_in))
-    att = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32), axis=-1)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+    att = jax.nn.softmax(logits if bias is None else logits + bias, axis=-1)
     ctx = jnp.einsum("bhqk,bkhd->bqhd", att.astype(v.dtype), v).reshape(q_in.shape[:2] + (d,))
     return nn.Dense(d, name="out_proj")(ctx)
 
 
 class _EncoderLayer(nn.Module):
+  """The pre-LayerNorm transformer layer of CLIP and SigLIP (both towers)."""
   cfg: ViTConfig
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, bias=None):
     ln = lambda name: nn.LayerNorm(epsilon=self.cfg.layer_norm_eps, name=name)
     y = ln("layer_norm1")(x)
-    x = x + _Attention(self.cfg, name="self_attn")(y, y)
+    x = x + _Attention(self.cfg, name="self_attn")(y, y, bias)
     return x + _MLP(self.cfg, name="mlp")(ln("layer_norm2")(x))
 
 
@@ -268,30 +271,26 @@ class ViT(nn.Module):
     return _PoolingHead(c, name="head")(post(x)).astype(jnp.float32)
 
 
-def _hf_vit_name(path: tuple[str, ...], layout: str) -> str:
-  """Flax path -> HF state-dict name (CLIPModel / SiglipModel layout)."""
+_TOP_LEVEL = ("visual_projection", "text_projection")  # CLIPModel keeps these outside the towers
+
+
+def hf_name(path: tuple[str, ...], root: str) -> str:
+  """Flax path -> HF state-dict name: ('layers_3', 'mlp', 'fc1', 'kernel') under root 'vision_model'
+  -> 'vision_model.encoder.layers.3.mlp.fc1.weight'."""
   *mods, leaf = path
-  if mods and mods[0] == "visual_projection":
-    return "visual_projection.weight"
+  if mods and mods[0] in _TOP_LEVEL:
+    return f"{mods[0]}.weight"
   parts = []
   for m in mods:
     parts += ["encoder", "layers", m[len("layers_"):]] if m.startswith("layers_") else [m]
-  if leaf == "kernel" or (leaf == "scale") or (leaf == "embedding"):
+  if leaf in ("kernel", "scale", "embedding"):
     leaf = "weight"
-  return "vision_model." + ".".join(parts + [leaf])
+  return f"{root}." + ".".join(parts + [leaf])
 
 
-def vit_params_from_hf(tensors: dict[str, np.ndarray], template: dict, cfg: ViTConfig,
-                       source: str) -> dict:
-  """HF CLIPModel / SiglipModel tensors -> ViT params; a missing or misshapen tensor is named."""
-  tensors = dict(tensors)
-  # torch's MultiheadAttention (SigLIP's pooling head) packs q, k, v into one in_proj.
-  pre = "vision_model.head.attention."
-  if pre + "in_proj_weight" in tensors:
-    for name, w, b in zip(("q_proj", "k_proj", "v_proj"),
-                          np.split(tensors.pop(pre + "in_proj_weight"), 3),
-                          np.split(tensors.pop(pre + "in_proj_bias"), 3)):
-      tensors[f"{pre}{name}.weight"], tensors[f"{pre}{name}.bias"] = w, b
+def params_from_hf(tensors: dict[str, np.ndarray], template: dict, root: str, source: str) -> dict:
+  """HF tensors -> the params of a tower whose names follow `hf_name`; layouts changed (dense
+  kernels transposed, conv OIHW -> HWIO); a missing or misshapen tensor is an error naming it."""
 
   def fill(tree, path=()):
     out = {}
@@ -299,7 +298,7 @@ def vit_params_from_hf(tensors: dict[str, np.ndarray], template: dict, cfg: ViTC
       if isinstance(v, dict):
         out[k] = fill(v, path + (k,))
         continue
-      name = _hf_vit_name(path + (k,), cfg.layout)
+      name = hf_name(path + (k,), root)
       if name not in tensors:
         raise ValueError(f"{source}: missing tensor {name!r} (for {'/'.join(path + (k,))})")
       arr = tensors[name]
@@ -314,8 +313,8 @@ def vit_params_from_hf(tensors: dict[str, np.ndarray], template: dict, cfg: ViTC
   return fill(template)
 
 
-def vit_params_to_hf(params: dict, cfg: ViTConfig) -> dict[str, np.ndarray]:
-  """The inverse of `vit_params_from_hf` (HF names and layouts), for export."""
+def params_to_hf(params: dict, root: str) -> dict[str, np.ndarray]:
+  """The inverse of `params_from_hf` (HF names and layouts), for export."""
   out = {}
 
   def walk(tree, path=()):
@@ -326,10 +325,31 @@ def vit_params_to_hf(params: dict, cfg: ViTConfig) -> dict[str, np.ndarray]:
       arr = np.asarray(v, np.float32)
       if k == "kernel":
         arr = arr.transpose(3, 2, 0, 1) if arr.ndim == 4 else arr.T
-      out[_hf_vit_name(path + (k,), cfg.layout)] = np.ascontiguousarray(arr)
+      out[hf_name(path + (k,), root)] = np.ascontiguousarray(arr)
 
   walk(params)
-  pre = "vision_model.head.attention."
+  return out
+
+
+_MHA = "vision_model.head.attention."  # torch MultiheadAttention packs q, k, v into one in_proj
+
+
+def vit_params_from_hf(tensors: dict[str, np.ndarray], template: dict, cfg: ViTConfig,
+                       source: str) -> dict:
+  """HF CLIPModel / SiglipModel tensors -> ViT params; a missing or misshapen tensor is named."""
+  tensors = dict(tensors)
+  if _MHA + "in_proj_weight" in tensors:
+    for name, w, b in zip(("q_proj", "k_proj", "v_proj"),
+                          np.split(tensors.pop(_MHA + "in_proj_weight"), 3),
+                          np.split(tensors.pop(_MHA + "in_proj_bias"), 3)):
+      tensors[f"{_MHA}{name}.weight"], tensors[f"{_MHA}{name}.bias"] = w, b
+  return params_from_hf(tensors, template, "vision_model", source)
+
+
+def vit_params_to_hf(params: dict, cfg: ViTConfig) -> dict[str, np.ndarray]:
+  """The inverse of `vit_params_from_hf`, for export."""
+  out = params_to_hf(params, "vision_model")
+  pre = _MHA
   if pre + "q_proj.weight" in out:
     out[pre + "in_proj_weight"] = np.concatenate([out.pop(f"{pre}{n}.weight") for n in
                                                   ("q_proj", "k_proj", "v_proj")])
