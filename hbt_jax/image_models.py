@@ -1,4 +1,5 @@
-"""Image towers in Flax, beside the text encoder (models.py).
+"""Image towers in Flax, beside the text encoder (models.py): EfficientNet-Lite0 and the CLIP /
+SigLIP ViTs (the pre-LayerNorm transformer layer here is shared with two_tower.py's text towers).
 
 EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant: ReLU6, no squeeze-and-excitation, fixed stem
 and head) with TensorFlow "SAME" padding and batch-norm epsilon 1e-3, the layout of the ImageNet
@@ -202,7 +203,7 @@ class _Attention(nn.Module):
     return nn.Dense(d, name="out_proj")(ctx)
 
 
-class _EncoderLayer(nn.Module):
+class PreLNLayer(nn.Module):
   """The pre-LayerNorm transformer layer of CLIP and SigLIP (both towers)."""
   cfg: ViTConfig
 
@@ -261,7 +262,7 @@ class ViT(nn.Module):
     if c.layout == "clip":
       x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="pre_layrnorm")(x)  # HF's spelling
     for i in range(c.num_layers):
-      x = _EncoderLayer(c, name=f"layers_{i}")(x)
+      x = PreLNLayer(c, name=f"layers_{i}")(x)
     post = nn.LayerNorm(epsilon=c.layer_norm_eps, name="post_layernorm")
     if c.layout == "clip":
       pooled = post(x[:, 0])

@@ -69,7 +69,7 @@ class TextTower(nn.Module):
       keep = keep & jnp.tril(jnp.ones((n, n), bool))[None, None]
     bias = jnp.where(keep, 0.0, jnp.finfo(jnp.float32).min / 2)
     for i in range(c.num_layers):
-      x = image_models._EncoderLayer(c, name=f"layers_{i}")(x, bias)
+      x = image_models.PreLNLayer(c, name=f"layers_{i}")(x, bias)
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, name="final_layer_norm")(x)
     if c.layout == "clip":
       # The first EOS (old checkpoints with eos_token_id 2: the largest id, as transformers does).

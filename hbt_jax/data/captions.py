@@ -169,6 +169,17 @@ def read_multi30k(root: str | Path, split: str = "test_2016_flickr", image_dir: 
   return b.build(f"multi30k/{split}")
 
 
+def _json_lines(path: str | Path) -> Iterable[tuple[str, object]]:
+  """("file:line", parsed JSON) for every non-empty line; invalid JSON is an error naming it."""
+  for n, line in enumerate(read_lines(path), 1):
+    if not line.strip():
+      continue
+    try:
+      yield f"{path}:{n}", json.loads(line)
+    except json.JSONDecodeError as e:
+      raise DataError(f"{path}:{n}: invalid JSON ({e.msg}, column {e.colno})") from None
+
+
 def read_xm3600(captions_jsonl: str | Path, image_dir: str | Path | None = None,
                 langs: Sequence[str] | None = None, lenient: bool = False) -> CaptionCorpus:
   """XM3600's released captions.jsonl: {"image/key": K, "<lang>": {"caption": [...], ...}, ...}
@@ -176,14 +187,7 @@ def read_xm3600(captions_jsonl: str | Path, image_dir: str | Path | None = None,
   path = Path(captions_jsonl)
   b = _Builder(image_dir, lenient)
   want = set(_want(langs, languages.DATASETS["xm3600"], "xm3600"))
-  for n, line in enumerate(read_lines(path), 1):
-    where = f"{path}:{n}"
-    if not line.strip():
-      continue
-    try:
-      rec = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise DataError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from None
+  for where, rec in _json_lines(path):
     key = rec.get("image/key") if isinstance(rec, dict) else None
     if not isinstance(key, str):
       raise DataError(f"{where}: expected an object with a string 'image/key'")
@@ -207,14 +211,7 @@ def read_caption_jsonl(files: Sequence[str | Path], image_dir: str | Path | None
   relative to `image_dir`. Several lines may caption the same image in the same language."""
   b = _Builder(image_dir, lenient)
   for f in files:
-    for n, line in enumerate(read_lines(f), 1):
-      where = f"{f}:{n}"
-      if not line.strip():
-        continue
-      try:
-        rec = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise DataError(f"{where}: invalid JSON ({e.msg}, column {e.colno})") from None
+    for where, rec in _json_lines(f):
       if not isinstance(rec, dict) or set(rec) != {"image", "lang", "caption"} or \
           not all(isinstance(rec[k], str) for k in rec):
         raise DataError(f"{where}: expected {{\"image\": str, \"lang\": str, \"caption\": str}}")
