@@ -116,28 +116,42 @@ def _want(langs: Sequence[str] | None, available: Iterable[str], name: str) -> l
   return langs
 
 
+def _aligned(name: str, names_file: Path, files: dict[str, Path], read, image_dir, lenient
+             ) -> CaptionCorpus:
+  """An image list and, per language, a caption file whose line i captions image i."""
+  if not names_file.exists():
+    raise DataError(f"{names_file}: missing (the {name} image list)")
+  names = read_lines(names_file)
+  b = _Builder(image_dir, lenient)
+  for n, image in enumerate(names, 1):
+    b.add_image(image, image.strip(), f"{names_file}:{n}")
+  for lang, path in files.items():
+    if not path.exists():
+      raise DataError(f"{path}: missing ({name} captions for {lang!r})")
+    lines = read(path)
+    if len(lines) != len(names):
+      raise DataError(f"{path}: {len(lines)} captions for the {len(names)} images of {names_file}")
+    for n, (image, caption) in enumerate(zip(names, lines), 1):
+      b.add(image, lang, caption, f"{path}:{n}")
+  return b.build(name)
+
+
 def read_xtd10(captions_dir: str | Path, image_dir: str | Path | None = None,
                langs: Sequence[str] | None = None, lenient: bool = False) -> CaptionCorpus:
   """XTD10: 1000 COCO train2014 images; line i of every language file captions image i of
   XTD10/test_image_names.txt. `image_dir` holds the COCO files (None: captions only)."""
   root = Path(captions_dir)
-  names_file = root / XTD10_IMAGES
-  if not names_file.exists():
-    raise DataError(f"{names_file}: missing (the XTD10 image list)")
-  names = read_lines(names_file)
-  b = _Builder(image_dir, lenient)
-  for n, name in enumerate(names, 1):
-    b.add_image(name, name.strip(), f"{names_file}:{n}")
-  for lang in _want(langs, XTD10_FILES, "xtd10"):
-    path = root / XTD10_FILES[lang]
-    if not path.exists():
-      raise DataError(f"{path}: missing (XTD10 captions for {lang!r})")
-    lines = read_lines(path)
-    if len(lines) != len(names):
-      raise DataError(f"{path}: {len(lines)} captions for the {len(names)} images of {names_file}")
-    for n, (name, caption) in enumerate(zip(names, lines), 1):
-      b.add(name, lang, caption, f"{path}:{n}")
-  return b.build("xtd10")
+  files = {l: root / XTD10_FILES[l] for l in _want(langs, XTD10_FILES, "xtd10")}
+  return _aligned("xtd10", root / XTD10_IMAGES, files, read_lines, image_dir, lenient)
+
+
+def _read_gz_lines(path: Path) -> list[str]:
+  try:
+    with gzip.open(path, "rb") as f:
+      lines = decode_text(f.read(), path).split("\n")
+  except OSError as e:
+    raise DataError(f"{path}: cannot read ({e})") from None
+  return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def read_multi30k(root: str | Path, split: str = "test_2016_flickr", image_dir: str | Path | None = None,
@@ -148,25 +162,9 @@ def read_multi30k(root: str | Path, split: str = "test_2016_flickr", image_dir: 
   names_file = root / "image_splits" / f"{split}.txt"
   if not names_file.exists():
     raise DataError(f"{names_file}: missing (Multi30K split {split!r})")
-  names = read_lines(names_file)
-  b = _Builder(image_dir, lenient)
-  for n, name in enumerate(names, 1):
-    b.add_image(name, name.strip(), f"{names_file}:{n}")
   found = sorted(p.name.split(".")[-2] for p in (root / "raw").glob(f"{split}.*.gz"))
-  for lang in _want(langs, found, f"multi30k {split}"):
-    path = root / "raw" / f"{split}.{lang}.gz"
-    try:
-      with gzip.open(path, "rb") as f:
-        lines = decode_text(f.read(), path).split("\n")
-    except OSError as e:
-      raise DataError(f"{path}: cannot read ({e})") from None
-    if lines and lines[-1] == "":
-      lines.pop()
-    if len(lines) != len(names):
-      raise DataError(f"{path}: {len(lines)} captions for the {len(names)} images of {names_file}")
-    for n, (name, caption) in enumerate(zip(names, lines), 1):
-      b.add(name, lang, caption, f"{path}:{n}")
-  return b.build(f"multi30k/{split}")
+  files = {l: root / "raw" / f"{split}.{l}.gz" for l in _want(langs, found, f"multi30k {split}")}
+  return _aligned(f"multi30k/{split}", names_file, files, _read_gz_lines, image_dir, lenient)
 
 
 def _json_lines(path: str | Path) -> Iterable[tuple[str, object]]:
