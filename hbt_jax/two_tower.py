@@ -9,7 +9,6 @@ and the module owns the log temperature and (SigLIP) the bias.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn

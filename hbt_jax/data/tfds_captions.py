@@ -10,7 +10,6 @@ stored as they are (re-encoded only if Pillow has to convert their mode).
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
