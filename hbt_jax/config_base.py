@@ -22,9 +22,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.sharding_rules = ()         # logical-axis rules, e.g. (("embed", "fsdp"),); () = default
   c.eval_only = False           # evaluate the model (pretrained or latest checkpoint), no training
   c.restore_from = ""           # another workdir whose latest checkpoint gives the params (eval)
+  c.task = "text"               # "text" (query -> passage) | "image_text" (captions + a locked
+                                # image tower, LiT; see config.image and hbt_jax/image_features.py)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "mlqa_r"      # "xquad_r" | "mlqa_r" (LAReQA) | "jsonl" (see hbt_jax/data/jsonl.py)
+                                # image_text: "synthetic_scenes" | "xtd10" | "multi30k" | "xm3600" |
+                                # "caption_jsonl" (captions.read_captions)
+  c.data.image_dir = ""         # image_text: the folder with the images
+  c.data.num_images = 600       # image_text, synthetic_scenes: images in the generated world
   c.data.data_dir = ""          # folder with lareqa/...; "" = $HBT_DATA_DIR or ../shared/data
   c.data.files = ""             # comma-separated JSONL files for source="jsonl"
   c.data.langs = ""             # comma-separated subset of languages; "" = all
@@ -82,6 +88,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.end_lr_factor = 0.0
   c.optim.grad_clip = 1.0
 
+  c.image = ml_collections.ConfigDict()
+  c.image.tower = "efficientnet_lite0"  # or "efficientnet_lite0:random", or an HF CLIP / SigLIP dir / id
+  c.image.trainable = False     # False = LiT: the tower is locked, its features computed once (cached)
+  c.image.cache_dir = ""        # "" = $HBT_CACHE_DIR/image_features (~/.cache/hbt_jax/image_features)
+  c.image.batch_size = 32       # images per forward pass when computing features
+  c.image.proj_dim = 0          # shared width; 0 = the text tower's (no text projection)
+  c.image.loss = "clip"         # "clip" (softmax InfoNCE, learned temperature) | "siglip" (+ learned bias)
+  c.image.init_temperature = 0.05
+  c.image.init_bias = -10.0     # SigLIP only
+  c.image.head_lr_multiplier = 30.0  # the new heads (image projection, temperature) learn this much faster
+
   # Evaluators: config.evals.<name> = ConfigDict(type=..., every=..., ...); see hbt_jax/evaluators.py.
   c.evals = ml_collections.ConfigDict()
   return c
@@ -128,3 +145,17 @@ def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 
   return ml_collections.ConfigDict(dict(
       type="beir", path=path, split=split, every=every, batch_size=batch_size,
       max_query_len=max_query_len, max_candidate_len=max_candidate_len))
+
+
+def image_text_eval(dataset: str, every: int = 0, data_dir: str = "", image_dir: str = "",
+                    files: str = "", langs: str = "", max_images: int = 0, num_images: int = 200,
+                    split: str = "test", batch_size: int = 128, max_caption_len: int = 64
+                    ) -> ml_collections.ConfigDict:
+  """An evaluator entry for multilingual image–text retrieval (XTD10, XM3600, Multi30K, a caption
+  JSONL or the synthetic scenes; hbt_jax/evaluation/image_text_eval.py): t2i / i2t R@1/5/10 and
+  mAP@100 per language, a multilingual caption pool with language bias, caption->caption pairs.
+  `max_images` keeps the first N images (0 = all); `num_images` / `split` are for synthetic_scenes."""
+  return ml_collections.ConfigDict(dict(
+      type="image_text", dataset=dataset, every=every, data_dir=data_dir, image_dir=image_dir,
+      files=files, langs=langs, max_images=max_images, num_images=num_images, split=split,
+      batch_size=batch_size, max_caption_len=max_caption_len, recall_at="1,5,10"))

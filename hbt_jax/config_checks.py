@@ -18,9 +18,14 @@ def validate(cfg) -> None:
       raise ConfigError(f"config.{key}={cfg[key]} must be positive")
   if cfg.nan_policy not in ("stop", "skip"):
     raise ConfigError(f"config.nan_policy={cfg.nan_policy!r}; known: stop, skip")
+  if cfg.task not in ("text", "image_text"):
+    raise ConfigError(f"config.task={cfg.task!r}; known: text, image_text")
+  if cfg.task == "image_text":
+    _validate_image_text(cfg)
   try:
     sampler_lib.mixture_weights(cfg.sampler.batch_type, cfg.sampler.alpha,
-                                sampler_lib.parse_mixture(cfg.sampler.mixture))
+                                sampler_lib.parse_mixture(cfg.sampler.mixture),
+                                "image_text" if cfg.task == "image_text" else "text")
   except sampler_lib.SamplerConfigError as e:
     raise ConfigError(str(e)) from None
   if cfg.model.pooling not in ("mean", "cls"):
@@ -31,6 +36,25 @@ def validate(cfg) -> None:
     raise ConfigError(f"config.model.temperature={cfg.model.temperature} must be positive")
   if cfg.data.hard_negatives < 0:
     raise ConfigError(f"config.data.hard_negatives={cfg.data.hard_negatives} must be >= 0")
+
+
+def _validate_image_text(cfg) -> None:
+  im = cfg.image
+  if im.trainable:
+    raise ConfigError("config.image.trainable=True: training the image tower is not supported yet; "
+                      "image-text training is LiT (a locked, cached image tower: trainable=False)")
+  if im.loss not in ("clip", "siglip"):
+    raise ConfigError(f"config.image.loss={im.loss!r}; known: clip, siglip")
+  if im.init_temperature <= 0:
+    raise ConfigError(f"config.image.init_temperature={im.init_temperature} must be positive")
+  if cfg.loss.grad_cache_chunk:
+    raise ConfigError("config.loss.grad_cache_chunk: GradCache is for the text task only")
+  if cfg.data.hard_negatives:
+    raise ConfigError("config.data.hard_negatives: image-text batches have no hard negatives")
+  from hbt_jax.input_pipeline import CAPTION_SOURCES
+  if cfg.data.source not in CAPTION_SOURCES:
+    raise ConfigError(f"config.data.source={cfg.data.source!r} is not a caption source; "
+                      f"config.task='image_text' needs one of {list(CAPTION_SOURCES)}")
 
 
 def check_batch_divisible(cfg, data_parallel: int, processes: int) -> None:

@@ -4,6 +4,8 @@ search kernels, and writes results.json / report.md / figures into the workdir.
   type="lareqa"  XQuAD-R / MLQA-R: mono, cross, multi mAP, recall@k, MRR, nDCG@10, rank distance.
   type="beir"    any corpus.jsonl + queries.jsonl + qrels/<split>.tsv (BEIR / MIRACL layout):
                  nDCG@10, Recall@100, MRR, mAP.
+  type="image_text"  XTD10 / XM3600 / Multi30K / caption JSONL / synthetic scenes: t2i and i2t R@k
+                 and mAP@100 per language, multilingual pool + language bias, caption->caption.
 `every` > 0 runs it every that many steps during training; every evaluator runs at the end.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from hbt_jax import sharding
 from hbt_jax.data.corpus import DataError
 from hbt_jax.data.text_io import read_lines
 from hbt_jax.evaluation import encode, lareqa_eval, metrics, report, search
@@ -128,14 +131,80 @@ class BeirEvaluator:
     return out
 
 
-_TYPES = {"lareqa": LareqaEvaluator, "beir": BeirEvaluator}
+class ImageTextEvaluator:
+  """Multilingual image–text retrieval (image_text_eval.py) with the locked image tower's cached
+  features, projected by the current params, and captions through the text tower."""
+
+  def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
+    if bundle.image_tower is None:
+      raise ValueError(f"config.evals.{name}: type='image_text' needs config.task='image_text'")
+    self.name, self.ecfg, self.cfg, self.workdir, self.mesh = name, ecfg, cfg, workdir, mesh
+    self.every = int(ecfg.every)
+    self.tower = bundle.image_tower
+    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size)
+    self.ks = _ints(ecfg.recall_at)
+    self._project = jax.jit(
+        lambda p, f: bundle.module.apply({"params": p}, f, method="encode_image_features"),
+        out_shardings=sharding.replicated(mesh))
+    self._data = None
+
+  @property
+  def data(self):
+    """(corpus, image features), read and computed once."""
+    if self._data is None:
+      from hbt_jax import image_features
+      from hbt_jax.data import captions
+      e = self.ecfg
+      corpus = captions.read_captions(e.dataset, e.data_dir, e.image_dir, e.files, e.langs or None,
+                                      False, e.num_images, e.split).take(e.max_images)
+      paths = [corpus.image(r) for r in range(corpus.num_ids)]
+      if not all(paths):
+        raise DataError(f"config.evals.{self.name}.image_dir: {e.dataset} images are needed "
+                        "(give the folder that holds them)")
+      feats = image_features.features(self.tower, paths, self.cfg.image.cache_dir,
+                                      self.cfg.image.batch_size)
+      self._data = corpus, feats
+    return self._data
+
+  def run(self, params, step: int) -> dict[str, float]:
+    from hbt_jax.evaluation import image_text_eval
+    corpus, feats = self.data
+    t0 = time.time()
+    rep = sharding.replicated(self.mesh)
+    img = np.asarray(self._project(params, jax.make_array_from_callback(feats.shape, rep,
+                                                                        lambda i: feats[i])))
+    texts, cap_image, cap_lang = [], [], []
+    for r in range(corpus.num_ids):
+      for l in range(len(corpus.langs)):
+        cell = corpus.cells[r, l]
+        if cell is not None:
+          texts += cell.captions
+          cap_image += [r] * len(cell.captions)
+          cap_lang += [l] * len(cell.captions)
+    cap = self.embedder.encode(params, texts, self.ecfg.max_caption_len, "query",
+                               prefix=self.cfg.model.query_prefix, desc=f"{self.name} captions")
+    t1 = time.time()
+    res = image_text_eval.evaluate(img, cap, np.array(cap_image), np.array(cap_lang), corpus.langs,
+                                   self.mesh, self.ks)
+    timing = {"encode": t1 - t0, "search+metrics": time.time() - t1}
+    if jax.process_index() == 0:
+      report.write_image_text(self.workdir, self.name, res, corpus.langs, self.ks, step, timing)
+    out = {f"{self.name}/{k}": v for k, v in res.items()}
+    out[f"{self.name}/seconds/encode"] = timing["encode"]
+    logging.info("%s step %d: t2i R@1 %.4f i2t R@1 %.4f mean recall %.4f bias %.1f (%s)", self.name,
+                 step, res["t2i/r@1"], res["i2t/r@1"], res["mean_recall"],
+                 res["multi/language_bias"], timing)
+    return out
+
+
+_TYPES = {"lareqa": LareqaEvaluator, "beir": BeirEvaluator, "image_text": ImageTextEvaluator}
 
 
 def _check_lengths(name, ecfg, bundle):
   limit = bundle.enc_cfg.max_position - (bundle.enc_cfg.pad_token_id + 1
                                          if bundle.enc_cfg.arch == "xlm-roberta" else 0)
-  for key in ("max_query_len", "max_candidate_len"):
-    if ecfg[key] > limit:
+  for key in ("max_query_len", "max_candidate_len", "max_caption_len"):
+    if key in ecfg and ecfg[key] > limit:
       raise ValueError(f"config.evals.{name}.{key}={ecfg[key]} exceeds the model's {limit} positions")
 
 

@@ -16,10 +16,20 @@ from hbt_jax import tokenization
 from hbt_jax.data.corpus import DataError, ParallelCorpus
 
 
+CAPTION_SOURCES = ("synthetic_scenes", "xtd10", "multi30k", "xm3600", "caption_jsonl")
+
+
 def load_corpus(cfg) -> ParallelCorpus:
   """The training corpus named by config.data."""
   d = cfg.data
-  if d.source in ("xquad_r", "mlqa_r"):
+  if d.source in CAPTION_SOURCES:
+    from hbt_jax.data import captions
+    corpus = captions.read_captions(d.source, d.data_dir, d.image_dir, d.files,
+                                    d.langs or None, d.lenient, d.num_images, "train")
+    if not corpus.image(0):
+      raise DataError(f"config.data.image_dir: training on {d.source} needs its images (the folder "
+                      "that holds them)")
+  elif d.source in ("xquad_r", "mlqa_r"):
     from hbt_jax.data import lareqa
     corpus = lareqa.training_corpus(lareqa.read_lareqa(d.source, d.data_dir or None))
   elif d.source == "jsonl":
@@ -29,7 +39,8 @@ def load_corpus(cfg) -> ParallelCorpus:
     files = d.files.split(",") if isinstance(d.files, str) else list(d.files)
     corpus = jsonl.read_jsonl(files, lenient=d.lenient, min_langs_per_id=d.min_langs_per_id)
   else:
-    raise DataError(f"config.data.source={d.source!r}; known: xquad_r, mlqa_r, jsonl")
+    raise DataError(f"config.data.source={d.source!r}; known: xquad_r, mlqa_r, jsonl, "
+                    f"{', '.join(CAPTION_SOURCES)}")
   if d.langs:
     langs = d.langs.split(",") if isinstance(d.langs, str) else list(d.langs)
     corpus = corpus.select_langs(langs)
@@ -93,15 +104,16 @@ def tokenize_corpus(corpus: ParallelCorpus, tokenizer, cfg) -> TokenizedCorpus:
   return TokenizedCorpus(cell_row, q_ids, q_mask, p_ids, p_mask, neg_row, n_ids, n_mask)
 
 
-def make_sampler(cfg, corpus: ParallelCorpus, tokens: TokenizedCorpus | None = None
+def make_sampler(cfg, corpus: ParallelCorpus, tokens=None
                  ) -> sampler_lib.HybridSampler:
   s = cfg.sampler
-  weights = sampler_lib.mixture_weights(s.batch_type, s.alpha,
-                                        sampler_lib.parse_mixture(s.mixture))
+  modality = "image_text" if cfg.task == "image_text" else "text"
+  weights = sampler_lib.mixture_weights(s.batch_type, s.alpha, sampler_lib.parse_mixture(s.mixture),
+                                        modality)
+  negatives = tokens.num_negatives if isinstance(tokens, TokenizedCorpus) else None
   return sampler_lib.HybridSampler(
       corpus.available, cfg.batch_size, cfg.seed, weights, s.lang_sampling_power,
-      num_negatives=tokens.num_negatives if tokens is not None else None,
-      negatives_per_pair=cfg.data.hard_negatives)
+      num_negatives=negatives, negatives_per_pair=cfg.data.hard_negatives, modality=modality)
 
 
 def gather_batch(tokens: TokenizedCorpus, plan: sampler_lib.BatchPlan) -> dict[str, np.ndarray]:
@@ -123,10 +135,92 @@ def gather_batch(tokens: TokenizedCorpus, plan: sampler_lib.BatchPlan) -> dict[s
   return batch
 
 
-class HostBatches:
-  """tf.data iterator over this host's shards, starting at `start_step`; state = the next step."""
+# ------------------------------------------------------------------------------------ image–text
+@dataclasses.dataclass
+class TokenizedCaptions:
+  """Every caption tokenized once, the caption rows of each (image, language) cell, and the locked
+  image tower's features of each image (row)."""
+  start: np.ndarray      # [n_ids, n_langs] first caption row of the cell, -1 where none
+  count: np.ndarray      # [n_ids, n_langs] captions in the cell
+  ids: np.ndarray        # [n_captions, L]
+  mask: np.ndarray
+  features: np.ndarray   # [n_ids, D]
 
-  def __init__(self, sampler: sampler_lib.HybridSampler, tokens: TokenizedCorpus,
+
+def tokenize_captions(corpus, tokenizer, cfg, features: np.ndarray) -> TokenizedCaptions:
+  """Captions get config.model.query_prefix on both sides of a caption–caption pair."""
+  start = np.full(corpus.available.shape, -1, np.int64)
+  count = np.zeros(corpus.available.shape, np.int64)
+  texts: list[str] = []
+  for r in range(corpus.num_ids):
+    for l in range(len(corpus.langs)):
+      cell = corpus.cells[r, l]
+      if cell is not None:
+        start[r, l], count[r, l] = len(texts), len(cell.captions)
+        texts.extend(cell.captions)
+  ids, mask = tokenization.encode(tokenizer, texts, cfg.model.max_query_len,
+                                  prefix=cfg.model.query_prefix)
+  if len(features) != corpus.num_ids:
+    raise ValueError(f"{len(features)} image features for {corpus.num_ids} images")
+  logging.info("tokenized %d captions of %d images", len(texts), corpus.num_ids)
+  return TokenizedCaptions(start, count, ids, mask, np.asarray(features, np.float32))
+
+
+def gather_caption_batch(tc: TokenizedCaptions, plan: sampler_lib.BatchPlan, seed: int,
+                         num_hosts: int, host: int) -> dict[str, np.ndarray]:
+  """This host's slice of a planned global image–text batch.
+
+  it_mono / it_mixed: `image_features` of the row's image and `text_*` = one of its captions in
+  q_lang. tt_xy: `src_*` = a caption in q_lang, `text_*` = a caption of the same image in p_lang.
+  Which caption of a cell is drawn from (seed, step) over the *global* batch before slicing, so the
+  batch is the same for any number of hosts. The unused side is zeros (fixed shapes for tf.data;
+  the trainer passes only the inputs of the batch's type to the step)."""
+  b = len(plan.rows)
+  u = np.random.default_rng(np.random.SeedSequence([seed, plan.step, 0x1C])).random((2, b))
+  rows = plan.rows
+
+  def pick(lang, col):
+    c = tc.count[rows, lang]
+    if (c == 0).any():
+      raise ValueError(f"step {plan.step}: the plan chose a cell with no caption")
+    return tc.start[rows, lang] + np.minimum((u[col] * c).astype(np.int64), c - 1)
+
+  q_cap = pick(plan.q_lang, 0)
+  image_side = plan.batch_type != "tt_xy"
+  text_cap = q_cap if image_side else pick(plan.p_lang, 1)
+  s = sampler_lib.host_slice(b, num_hosts, host)
+  zeros_ids = np.zeros_like(tc.ids[q_cap[s]])
+  return {
+      "image_features": (tc.features[rows[s]] if image_side else
+                         np.zeros((s.stop - s.start, tc.features.shape[1]), np.float32)),
+      "src_ids": zeros_ids if image_side else tc.ids[q_cap[s]],
+      "src_mask": zeros_ids if image_side else tc.mask[q_cap[s]],
+      "text_ids": tc.ids[text_cap[s]], "text_mask": tc.mask[text_cap[s]],
+      "q_lang": plan.q_lang[s], "p_lang": plan.p_lang[s], "row": rows[s],
+  }
+
+
+IMAGE_TEXT_INPUTS = {True: ("image_features", "text_ids", "text_mask"),   # it_mono / it_mixed
+                     False: ("src_ids", "src_mask", "text_ids", "text_mask")}  # tt_xy
+
+
+def model_inputs(cfg, host_batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The arrays the train step takes from a host batch (its pytree structure picks the loss)."""
+  if cfg.task == "image_text":
+    image_side = sampler_lib.BATCH_TYPES[int(host_batch["batch_type"])] != "xy"
+    return {k: host_batch[k] for k in IMAGE_TEXT_INPUTS[image_side]}
+  return {k: host_batch[k] for k in TEXT_INPUTS if k in host_batch}
+
+
+TEXT_INPUTS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "neg_ids", "neg_mask",
+               "neg_valid")
+
+
+class HostBatches:
+  """tf.data iterator over this host's shards, starting at `start_step`; state = the next step.
+  `tokens` is a TokenizedCorpus (query–passage pairs) or TokenizedCaptions (image–text)."""
+
+  def __init__(self, sampler: sampler_lib.HybridSampler, tokens,
                num_hosts: int, host: int, start_step: int, end_step: int, prefetch: int = 2):
     import tensorflow as tf
     self.sampler, self.tokens = sampler, tokens
@@ -151,9 +245,13 @@ class HostBatches:
     self._it = iter(ds.prefetch(prefetch).as_numpy_iterator())
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
-    plan = sampler_lib.shard_plan(self.sampler.plan(step), self.num_hosts, self.host)
-    batch = gather_batch(self.tokens, plan)
-    batch["batch_type"] = np.int32(sampler_lib.BATCH_TYPES.index(plan.batch_type))
+    plan = self.sampler.plan(step)
+    if isinstance(self.tokens, TokenizedCaptions):
+      batch = gather_caption_batch(self.tokens, plan, self.sampler.seed, self.num_hosts, self.host)
+    else:
+      batch = gather_batch(self.tokens, sampler_lib.shard_plan(plan, self.num_hosts, self.host))
+    plan_type = sampler_lib.IMAGE_TEXT_TYPES.get(plan.batch_type, plan.batch_type)
+    batch["batch_type"] = np.int32(sampler_lib.BATCH_TYPES.index(plan_type))
     return batch
 
   def __iter__(self):

@@ -22,6 +22,7 @@ class ModelBundle:
   enc_cfg: models.EncoderConfig
   tokenizer: Any
   hf_dir: Path | None  # where pretrained weights come from, None = random init
+  image_tower: Any = None  # image_features.ImageTower of the image_text task (locked, LiT)
 
 
 def build_model(cfg) -> ModelBundle:
@@ -36,6 +37,12 @@ def build_model(cfg) -> ModelBundle:
   if len(tokenizer) > enc_cfg.vocab_size:
     raise ValueError(f"config.model: tokenizer {tok_name} has {len(tokenizer)} tokens but the model "
                      f"vocab_size is {enc_cfg.vocab_size}")
+  if cfg.task == "image_text":
+    from hbt_jax import image_features, two_tower
+    im = cfg.image
+    module = two_tower.LockedImageText(enc_cfg, im.proj_dim, im.init_temperature,
+                                       im.init_bias if im.loss == "siglip" else None)
+    return ModelBundle(module, enc_cfg, tokenizer, hf_dir, image_features.load_tower(im.tower, cfg.seed))
   module = models.DualEncoder(enc_cfg, shared=m.shared_towers, temperature=m.temperature,
                               learn_temperature=m.learn_temperature)
   return ModelBundle(module, enc_cfg, tokenizer, hf_dir)
@@ -59,20 +66,36 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   decay_mask = lambda p: jax.tree_util.tree_map_with_path(
       lambda path, x: getattr(path[-1], "key", "") in ("kernel", "embedding"), p)
   tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay, mask=decay_mask)
+  if cfg.task == "image_text" and cfg.image.head_lr_multiplier != 1.0:
+    tx = optax.chain(tx, _scale_new_heads(cfg.image.head_lr_multiplier))
   if o.grad_clip > 0:
     tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
   return tx
 
 
-def _dummy_inputs(cfg):
+def _scale_new_heads(factor: float) -> optax.GradientTransformation:
+  """Multiplies the updates of everything outside the pretrained text tower (the image projection,
+  the logit scale and bias): randomly initialized heads next to a pretrained tower need a larger
+  step than the tower's fine-tuning rate. Stateless, so the optimizer state keeps its shardings."""
+  def update(updates, state, params=None):
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, u: u if getattr(path[0], "key", "") == "query_encoder" else u * factor, updates)
+    return scaled, state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
+def _dummy_inputs(cfg, bundle: ModelBundle):
   q = jnp.zeros((1, cfg.model.max_query_len), jnp.int32)
+  if bundle.image_tower is not None:
+    return jnp.zeros((1, bundle.image_tower.dim), jnp.float32), q, jnp.ones_like(q)
   p = jnp.zeros((1, cfg.model.max_passage_len), jnp.int32)
   return q, jnp.ones_like(q), p, jnp.ones_like(p)
 
 
 def abstract_params(bundle: ModelBundle, cfg):
   """Boxed (logically annotated) abstract params: shapes + partitioning, no memory."""
-  return jax.eval_shape(lambda: bundle.module.init(jax.random.key(0), *_dummy_inputs(cfg))["params"])
+  return jax.eval_shape(
+      lambda: bundle.module.init(jax.random.key(0), *_dummy_inputs(cfg, bundle))["params"])
 
 
 def create_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
@@ -81,7 +104,8 @@ def create_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
   p_shard = sharding.param_shardings(boxed, mesh, cfg.sharding_rules)
 
   def init_params():
-    return nn.unbox(bundle.module.init(jax.random.key(cfg.seed), *_dummy_inputs(cfg))["params"])
+    inputs = _dummy_inputs(cfg, bundle)
+    return nn.unbox(bundle.module.init(jax.random.key(cfg.seed), *inputs)["params"])
 
   params = jax.jit(init_params, out_shardings=p_shard)()
   if bundle.hf_dir is not None:

@@ -12,13 +12,10 @@ from jax import lax
 import optax
 from tqdm import tqdm
 
-from hbt_jax import (checkpoints, config_checks, evaluators, grad_cache, input_pipeline, losses,
-                     sharding, state)
+from hbt_jax import (checkpoints, config_checks, evaluators, grad_cache, image_features,
+                     input_pipeline, losses, sharding, state, two_tower)
 from hbt_jax.metric_writers import MetricWriter
 from hbt_jax.sampler import BATCH_TYPES
-
-MODEL_INPUTS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "neg_ids", "neg_mask",
-                "neg_valid")
 
 
 class NonFiniteError(FloatingPointError):
@@ -27,6 +24,8 @@ class NonFiniteError(FloatingPointError):
 
 def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
   """One update on the global batch; non-finite loss/grads leave the state unchanged (flagged).
+  The loss is the text InfoNCE of query / passage (/ negative) inputs, or for config.task
+  'image_text' the LiT loss of the batch's named inputs (`_image_text_loss_fn`).
 
   With config.loss.grad_cache_chunk > 0 the gradient is computed GradCache-style (grad_cache.py),
   chunk by chunk per data shard (`data_shards` = the mesh's data-parallel size)."""
@@ -51,7 +50,7 @@ def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
     return losses.info_nce(embs[0], embs[1], temp, neg, batch.get("neg_valid"),
                            symmetric=cfg.loss.symmetric)
 
-  def loss_fn(params, batch, rng):
+  def text_loss_fn(params, batch, rng):
     embs = [encode_chunk(params, g, ids, mask, 0, rng) for g, (ids, mask) in enumerate(groups_of(batch))]
     return loss_from_embeddings(params, embs, batch)
 
@@ -60,6 +59,8 @@ def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
         lambda p, g, i, m, c: encode_chunk(p, g, i, m, c, rng),
         lambda p, e: loss_from_embeddings(p, e, batch), params, groups_of(batch), data_shards,
         cfg.loss.grad_cache_chunk)
+
+  loss_fn = _image_text_loss_fn(module, cfg) if cfg.task == "image_text" else text_loss_fn
 
   def train_step(st, batch):
     rng = jax.random.fold_in(jax.random.key(cfg.seed), st["step"])
@@ -78,6 +79,24 @@ def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
     return new, {**aux, "grad_norm": gnorm, "finite": finite}
 
   return train_step
+
+
+def _image_text_loss_fn(module, cfg):
+  """LiT loss over the global batch. The batch's inputs say its type: `image_features` + `text_*`
+  (it_mono / it_mixed: image–caption) or `src_*` + `text_*` (tt_xy: caption_x–caption_y, both
+  through the text tower); jit compiles one step per type."""
+  def loss_fn(params, batch, rng):
+    def text(ids, mask, i):
+      return module.apply({"params": params}, ids, mask, False, method="encode_text",
+                          rngs={"dropout": jax.random.fold_in(rng, i)})
+    if "image_features" in batch:
+      left = module.apply({"params": params}, batch["image_features"], method="encode_image_features")
+    else:
+      left = text(batch["src_ids"], batch["src_mask"], 1)
+    right = text(batch["text_ids"], batch["text_mask"], 0)
+    scale, bias = module.apply({"params": params}, method="logit_params")
+    return two_tower.image_text_loss(cfg.image.loss, left, right, scale, bias)
+  return loss_fn
 
 
 class _Preemption:
@@ -146,7 +165,12 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     mngr.close()
     return results
 
-  tokens = input_pipeline.tokenize_corpus(corpus, bundle.tokenizer, cfg)
+  if cfg.task == "image_text":  # LiT: the locked image tower runs once per image (cached on disk)
+    feats = image_features.features(bundle.image_tower, [corpus.image(r) for r in range(corpus.num_ids)],
+                                    cfg.image.cache_dir, cfg.image.batch_size)
+    tokens = input_pipeline.tokenize_captions(corpus, bundle.tokenizer, cfg, feats)
+  else:
+    tokens = input_pipeline.tokenize_corpus(corpus, bundle.tokenizer, cfg)
   sampler = input_pipeline.make_sampler(cfg, corpus, tokens)
   batches = input_pipeline.HostBatches(sampler, tokens, jax.process_count(), jax.process_index(),
                                        start, cfg.num_steps)
@@ -163,7 +187,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
   try:
     for step in bar:
       host = next(batches)
-      batch = sharding.host_local_to_global({k: host[k] for k in MODEL_INPUTS if k in host}, mesh)
+      batch = sharding.host_local_to_global(input_pipeline.model_inputs(cfg, host), mesh)
       st, metrics = step_fn(st, batch)
       # Check the previous step's flag now, so the host never waits for the step just dispatched.
       if pending is not None:
@@ -173,7 +197,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
       if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.num_steps:
         m = {k: float(v) for k, v in jax.device_get(metrics).items()}
         m["pairs_per_s"] = done_since_log * cfg.batch_size / (time.time() - t0)
-        m["batch_type/" + BATCH_TYPES[int(host["batch_type"])]] = 1.0
+        m["batch_type/" + sampler.names[BATCH_TYPES[int(host["batch_type"])]]] = 1.0
         m["skipped_steps"] = skipped
         writer.write(step + 1, m)
         bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.2f}")

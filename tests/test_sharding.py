@@ -11,7 +11,7 @@ def _batch(cfg, bundle, with_negs=False):
   tokens = input_pipeline.tokenize_corpus(corpus, bundle.tokenizer, cfg)
   smp = input_pipeline.make_sampler(cfg, corpus, tokens)
   b = next(input_pipeline.HostBatches(smp, tokens, 1, 0, 0, 1))
-  batch = {k: b[k] for k in train.MODEL_INPUTS if k in b}
+  batch = {k: b[k] for k in input_pipeline.TEXT_INPUTS if k in b}
   if with_negs:  # two hard negatives per pair: other pairs' passages, one of them masked
     k = 2
     batch["neg_ids"] = np.stack([np.roll(b["passage_ids"], s, 0) for s in (3, 5)], 1)

@@ -105,3 +105,39 @@ def test_two_tower_any_image_tower_with_any_text_tower():
   # Text alone (the tt_xy batches of hybrid training) does not touch the image tower.
   zt2 = model.apply(variables, ids, mask, method=tt.TwoTower.encode_text)
   np.testing.assert_allclose(zt2, zt, rtol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["clip", "siglip"])
+def test_whole_hf_model_import_matches_logits_and_exports(tmp_path, layout):
+  """A random-init CLIPModel / SiglipModel: both towers, projections, logit scale (and bias) give
+  transformers' logits_per_image; the export loads back into transformers unchanged."""
+  model = _model(layout)
+  with torch.no_grad():  # non-default scale / bias, so a dropped one would show
+    model.logit_scale.fill_(2.3)
+    if layout == "siglip":
+      model.logit_bias.fill_(-3.5)
+  model.save_pretrained(tmp_path / "hf")
+  module, params = tt.from_hf(tmp_path / "hf")
+  rng = np.random.default_rng(1)
+  pixels = rng.normal(size=(3, 32, 32, 3)).astype(np.float32)
+  ids, mask = _ids(rng, eos=2 if layout == "clip" else VOCAB - 1)
+  if layout == "siglip":
+    mask = np.ones_like(mask)
+  zi, zt, scale, bias = module.apply({"params": params}, pixels, ids, mask)
+  ours = np.asarray(scale * zi @ zt.T + bias)
+  with torch.no_grad():
+    theirs = model(pixel_values=torch.tensor(pixels).permute(0, 3, 1, 2), input_ids=torch.tensor(ids),
+                   attention_mask=torch.tensor(mask)).logits_per_image.numpy()
+  assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(theirs).max()), np.abs(ours - theirs).max()
+  from safetensors.numpy import save_file
+  out = tmp_path / "export"
+  out.mkdir()
+  save_file(tt.to_hf(params, module), str(out / "model.safetensors"))
+  (out / "config.json").write_text((tmp_path / "hf" / "config.json").read_text())
+  cls = transformers.CLIPModel if layout == "clip" else transformers.SiglipModel
+  back, info = cls.from_pretrained(out, output_loading_info=True)
+  assert not info["missing_keys"] and not info["unexpected_keys"], info
+  with torch.no_grad():
+    again = back.eval()(pixel_values=torch.tensor(pixels).permute(0, 3, 1, 2),
+                        input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits_per_image
+  np.testing.assert_allclose(again.numpy(), theirs, atol=1e-5)

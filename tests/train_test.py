@@ -1,7 +1,6 @@
 """One train step on 8 fake devices, a checkpoint round trip, and the CLI end to end (tiny config)."""
 import json
 import importlib.util
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -45,7 +44,7 @@ def test_one_train_step(setup):
   host = input_pipeline.HostBatches(smp, tokens, 1, 0, 0, 1)
   batch = next(host)
   assert batch["query_ids"].shape == (cfg.batch_size, cfg.model.max_query_len)
-  glob = sharding.host_local_to_global({k: batch[k] for k in train.MODEL_INPUTS if k in batch}, mesh)
+  glob = sharding.host_local_to_global({k: batch[k] for k in input_pipeline.TEXT_INPUTS if k in batch}, mesh)
   assert len(glob["query_ids"].sharding.device_set) == 8
   step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,))
   st, m = step(st, glob)
@@ -145,7 +144,7 @@ def test_jsonl_hard_negatives_reach_the_batch(tmp_path):
   mesh = sharding.make_mesh(cfg.mesh.to_dict())
   tx = state.make_optimizer(cfg)
   st = state.create_train_state(bundle, cfg, mesh, tx)
-  glob = sharding.host_local_to_global({k: b[k] for k in train.MODEL_INPUTS if k in b}, mesh)
+  glob = sharding.host_local_to_global({k: b[k] for k in input_pipeline.TEXT_INPUTS if k in b}, mesh)
   _, m = jax.jit(train.make_train_step(bundle, tx, cfg))(st, glob)
   assert bool(m["finite"])
 
@@ -160,7 +159,7 @@ def test_separate_towers_and_bf16_train(setup, over):
   if "model.shared_towers" in over:
     assert set(st["params"]) == {"query_encoder", "passage_encoder"}
   b = next(input_pipeline.HostBatches(smp, tokens, 1, 0, 0, 1))
-  glob = sharding.host_local_to_global({k: b[k] for k in train.MODEL_INPUTS if k in b}, mesh)
+  glob = sharding.host_local_to_global({k: b[k] for k in input_pipeline.TEXT_INPUTS if k in b}, mesh)
   st2, m = jax.jit(train.make_train_step(bundle, tx, cfg))(st, glob)
   assert bool(m["finite"]) and abs(float(m["loss"]) - np.log(cfg.batch_size)) < 0.6
   # Parameters stay float32 whatever the compute dtype.

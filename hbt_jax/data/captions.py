@@ -217,3 +217,47 @@ def read_caption_jsonl(files: Sequence[str | Path], image_dir: str | Path | None
         continue
       b.add(rec["image"], rec["lang"], rec["caption"], where)
   return b.build("jsonl captions")
+
+
+def read_captions(source: str, data_dir: str = "", image_dir: str = "", files: str | Sequence[str] = "",
+                  langs: str | Sequence[str] | None = None, lenient: bool = False,
+                  num_images: int = 600, split: str = "train") -> CaptionCorpus:
+  """A caption corpus named the way configs name it (config.data for training, config.evals.<name>
+  for evaluation):
+    synthetic_scenes  the generated world of synthetic_scenes.py (`num_images`, `split` train / test:
+                      disjoint scene compositions), cached; `data_dir` overrides where it lives
+    xtd10             captions in DATA_DIR/xtd10, COCO train2014 images in `image_dir`
+    multi30k          DATA_DIR/multi30k/task1, Multi30K split `split` ("train" -> train,
+                      "test" -> test_2016_flickr), Flickr30k images in `image_dir`
+    xm3600            `data_dir` holds captions.jsonl; images in `image_dir` (default data_dir/images)
+    caption_jsonl     `files` (comma-separated) of {"image", "lang", "caption"} lines; images in
+                      `image_dir`
+  DATA_DIR is $HBT_DATA_DIR or ../shared/data. An empty `image_dir` reads captions only (no image
+  file checks), which is enough for caption-to-caption work but not for training or image retrieval."""
+  from hbt_jax.data.lareqa import default_data_dir
+  if isinstance(langs, str):
+    langs = [l for l in langs.split(",") if l]
+  if source == "synthetic_scenes":
+    from hbt_jax.data import synthetic_scenes
+    root = synthetic_scenes.cached_world(num_images, split, data_dir or None)
+    corpus = read_caption_jsonl([root / "captions.jsonl"], root / "images", lenient)
+    return corpus.select_langs(list(langs)) if langs else corpus
+  if source == "xtd10":
+    return read_xtd10(data_dir or Path(default_data_dir()) / "xtd10", image_dir or None, langs, lenient)
+  if source == "multi30k":
+    name = {"train": "train", "test": "test_2016_flickr"}.get(split, split)
+    return read_multi30k(data_dir or Path(default_data_dir()) / "multi30k" / "task1", name,
+                         image_dir or None, langs, lenient)
+  if source == "xm3600":
+    if not data_dir:
+      raise DataError("xm3600: set data_dir to the folder with the released captions.jsonl")
+    return read_xm3600(Path(data_dir) / "captions.jsonl", image_dir or Path(data_dir) / "images",
+                       langs, lenient)
+  if source == "caption_jsonl":
+    paths = [f for f in (files.split(",") if isinstance(files, str) else files) if f]
+    if not paths:
+      raise DataError("caption_jsonl: give the caption files (config.data.files)")
+    corpus = read_caption_jsonl(paths, image_dir or None, lenient)
+    return corpus.select_langs(list(langs)) if langs else corpus
+  raise DataError(f"caption source {source!r}; known: synthetic_scenes, xtd10, multi30k, xm3600, "
+                  "caption_jsonl")

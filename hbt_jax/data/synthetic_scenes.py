@@ -168,10 +168,18 @@ def all_scenes() -> list[Scene]:
   return out
 
 
-def sample_scenes(n: int, seed: int) -> list[Scene]:
-  scenes = all_scenes()
+SPLITS = ("all", "train", "test")
+
+
+def sample_scenes(n: int, seed: int, split: str = "all") -> list[Scene]:
+  """`n` distinct scenes; "train" and "test" draw from disjoint compositions (every fifth scene of
+  `all_scenes()` is a test scene), so a test world measures retrieval of unseen scenes."""
+  if split not in SPLITS:
+    raise ValueError(f"synthetic scenes split {split!r}; known {SPLITS}")
+  scenes = [s for i, s in enumerate(all_scenes())
+            if split == "all" or (i % 5 == 0) == (split == "test")]
   if n > len(scenes):
-    raise ValueError(f"the synthetic world has {len(scenes)} distinct scenes; asked for {n}")
+    raise ValueError(f"the synthetic world ({split}) has {len(scenes)} distinct scenes; asked for {n}")
   return [scenes[i] for i in np.random.default_rng(seed).choice(len(scenes), n, replace=False)]
 
 
@@ -202,7 +210,8 @@ def render(scene: Scene, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_world(out_dir: str | Path, num_images: int = 600, seed: int = 0, size: int = 128,
-                langs: tuple[str, ...] = LANGS, low_resource: dict[str, float] | None = None) -> Path:
+                langs: tuple[str, ...] = LANGS, low_resource: dict[str, float] | None = None,
+                split: str = "all") -> Path:
   """Images and captions.jsonl; returns the captions file. `low_resource` = {lang: fraction of the
   images that get a caption in lang} (a nested, seeded choice)."""
   from PIL import Image
@@ -210,7 +219,7 @@ def write_world(out_dir: str | Path, num_images: int = 600, seed: int = 0, size:
   (out / "images").mkdir(parents=True, exist_ok=True)
   low_resource = {"hi": 0.15, "tr": 0.15} if low_resource is None else low_resource
   rng = np.random.default_rng(seed)
-  scenes = sample_scenes(num_images, seed)
+  scenes = sample_scenes(num_images, seed, split)
   keep_order = np.random.default_rng(seed + 1).permutation(num_images)
   keep = {l: set(keep_order[:int(round(f * num_images))].tolist()) for l, f in low_resource.items()}
   lines = []
@@ -225,3 +234,24 @@ def write_world(out_dir: str | Path, num_images: int = 600, seed: int = 0, size:
   path = out / "captions.jsonl"
   path.write_text("\n".join(lines) + "\n", encoding="utf-8")
   return path
+
+
+def cached_world(num_images: int, split: str = "train", root: str | Path | None = None) -> Path:
+  """The default world of a split (seed 0 for train, 1 for test; 128 px; hi and tr low-resource),
+  written once under $HBT_CACHE_DIR/synthetic_scenes (or `root`) and reused; returns its folder."""
+  import os
+  import shutil
+  import tempfile
+  base = Path(root) if root else Path(os.environ.get("HBT_CACHE_DIR") or
+                                      Path.home() / ".cache" / "hbt_jax") / "synthetic_scenes"
+  out = base / f"{split}-{num_images}-v1"
+  if (out / "captions.jsonl").exists():
+    return out
+  base.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(dir=base, prefix=".tmp-"))
+  write_world(tmp, num_images, seed=0 if split == "train" else 1, split=split)
+  try:
+    tmp.rename(out)  # atomic: a concurrent writer's finished copy wins, ours is dropped
+  except OSError:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return out

@@ -89,9 +89,50 @@ def write_lareqa(workdir: str, name: str, res: dict[str, float], tables: dict, r
   heatmap(tables["map_matrix"], langs, f"{name} mAP (step {step})", out / f"{name}_map_matrix.png")
   bars({l: res[f"{name}/multi/rank_distance/{l}"] for l in langs},
        f"{name} language bias (multi pool)", "mean max-min rank", out / f"{name}_rank_distance.png")
-  section = lareqa_markdown(name, res, tables, recall_ks, step, timing)
+  _write_section(out, name, lareqa_markdown(name, res, tables, recall_ks, step, timing))
+
+
+def _write_section(out: Path, name: str, section: str) -> None:
+  """report_NAME.md, and report.md = every evaluator's latest section."""
   (out / f"report_{name}.md").write_text(section)
-  # report.md = all evaluators' latest sections.
   parts = sorted(out.glob("report_*.md"))
   (out / "report.md").write_text("# hbt_jax evaluation report\n\n" +
                                  "\n".join(p.read_text() for p in parts))
+
+
+def image_text_markdown(name: str, res: dict[str, float], langs: list[str], ks, step: int,
+                        timing: dict[str, float]) -> str:
+  """`res` has the unprefixed keys of image_text_eval.evaluate."""
+  f = lambda k: f"{res[k]:.4f}" if k in res else ""
+  rk = [f"r@{k}" for k in ks]
+  lines = [f"## {name} (step {step})", "",
+           f"Mean recall {f('mean_recall')}; multilingual caption pool: image->text "
+           + ", ".join(f"R@{k} {f(f'multi/i2t/r@{k}')}" for k in ks)
+           + f", mAP@100 {f('multi/i2t/map@100')}, language bias {res.get('multi/language_bias', float('nan')):.1f}"
+           f" (mean max-min rank of an image's best caption per language); caption->caption mAP "
+           f"{f('c2c/map')}, R@1 {f('c2c/r@1')}.", "",
+           "| lang | " + " | ".join(f"t2i R@{k}" for k in ks) + " | " +
+           " | ".join(f"i2t R@{k}" for k in ks) + " | t2i mAP@100 | i2t mAP@100 | mean recall |",
+           "|---|" + "---|" * (2 * len(ks) + 3)]
+  for l in langs + [""]:
+    sfx = f"/{l}" if l else ""
+    lines.append(f"| {l or '**mean**'} | " + " | ".join(f(f"t2i/{k}{sfx}") for k in rk) + " | " +
+                 " | ".join(f(f"i2t/{k}{sfx}") for k in rk) +
+                 f" | {f(f't2i/map@100{sfx}')} | {f(f'i2t/map@100{sfx}')} | {f(f'mean_recall{sfx}')} |")
+  lines += ["", "Caption->caption mAP, query language (rows) x pool language (columns):", "",
+            "| q \\ c | " + " | ".join(langs) + " |", "|---|" + "---|" * len(langs)]
+  for x in langs:
+    lines.append(f"| {x} | " + " | ".join(f(f"c2c/map/{x}-{y}") for y in langs) + " |")
+  lines += ["", "Wall time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()), ""]
+  return "\n".join(lines)
+
+
+def write_image_text(workdir: str, name: str, res: dict[str, float], langs: list[str], ks, step: int,
+                     timing: dict[str, float]) -> None:
+  out = Path(workdir)
+  out.mkdir(parents=True, exist_ok=True)
+  c2c = np.array([[res.get(f"c2c/map/{x}-{y}", np.nan) for y in langs] for x in langs])
+  heatmap(c2c, langs, f"{name} caption->caption mAP (step {step})", out / f"{name}_c2c_map.png")
+  bars({l: res[f"mean_recall/{l}"] for l in langs if f"mean_recall/{l}" in res},
+       f"{name} mean recall per language", "mean of t2i/i2t R@1,5,10", out / f"{name}_mean_recall.png")
+  _write_section(out, name, image_text_markdown(name, res, langs, ks, step, timing))

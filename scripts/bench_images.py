@@ -1,0 +1,136 @@
+"""Image–text (LiT) throughput on this machine, in one run:
+
+  python scripts/bench_images.py [--images 256 --batch 32 --steps 6]
+
+I1: the tf.data image pipeline (Pillow decode of 640x480 JPEGs, resize + center crop to 224,
+    normalize) on ONE core, images/s — against I3's consumption by the train step.
+I2: the locked image tower (EfficientNet-Lite0, 224 px) forward, images/s on all cores, and reading
+    the same features back from the LiT embedding cache, images/s.
+I3: the LiT train step (multilingual-e5-small text tower, it_mono batch, captions of 32 tokens) with
+    cached features, pairs/s, against the same step plus computing the batch's image features
+    (what training without the cache would pay, before any image-tower gradient).
+"""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+
+def make_jpegs(out: pathlib.Path, n: int) -> list[str]:
+  """n 640x480 JPEGs cut from scikit-image's photos (real-photo statistics for the decoder)."""
+  from PIL import Image
+  from skimage import data
+  photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry()]
+  paths = []
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    im = Image.fromarray(photos[i % len(photos)]).resize((640 + int(rng.integers(0, 64)), 480))
+    p = out / f"img_{i:04d}.jpg"
+    im.save(p, quality=90)
+    paths.append(str(p))
+  return paths
+
+
+def pipeline_one_core(paths, batch):
+  os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+  import tensorflow as tf
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  from hbt_jax.data import images
+  spec = images.Preprocess(224, "shorter_side")
+  list(images.dataset(paths[:batch], spec, batch, parallel=1).as_numpy_iterator())  # warm up
+  t = time.perf_counter()
+  n = sum(len(b["index"]) for b in images.dataset(paths, spec, batch, parallel=1).as_numpy_iterator())
+  return n / (time.perf_counter() - t)
+
+
+def tower_and_cache(paths, batch, cache_dir):
+  from hbt_jax import embedding_cache, image_features
+  tower = image_features.load_tower("efficientnet_lite0")
+  image_features._compute(tower, paths[:batch], batch)  # compile
+  t = time.perf_counter()
+  feats = image_features._compute(tower, paths, batch)
+  forward = len(paths) / (time.perf_counter() - t)
+  cache = embedding_cache.EmbeddingCache(cache_dir, tower.key())
+  cache.get(paths, lambda ps: feats[[paths.index(p) for p in ps]])
+  t = time.perf_counter()
+  cache.get(paths, lambda ps: 1 / 0)
+  return tower, forward, len(paths) / (time.perf_counter() - t)
+
+
+def lit_step(tower, paths, batch, steps):
+  import jax
+  from hbt_jax import sharding, state, train
+  from hbt_jax.config_base import base_config, use_me5
+  from hbt_jax.data import images
+  cfg = use_me5(base_config())
+  cfg.task, cfg.batch_size, cfg.model.max_query_len = "image_text", batch, 32
+  cfg.optim.warmup_steps = 0
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
+  bundle = state.build_model(cfg)
+  tx = state.make_optimizer(cfg)
+  st = state.create_train_state(bundle, cfg, mesh, tx)
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1000, 200000, (batch, 32)).astype(np.int32)
+  host = {"image_features": rng.normal(size=(batch, tower.dim)).astype(np.float32),
+          "text_ids": ids, "text_mask": np.ones_like(ids)}
+  glob = sharding.host_local_to_global(host, mesh)
+  step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,))
+  forward = jax.jit(lambda x: tower.module.apply(tower.variables, x))
+  pixels = np.stack([images.load(p, tower.preprocess) for p in paths[:batch]])
+  st, m = step(st, glob)
+  jax.block_until_ready((m, forward(pixels)))
+  t = time.perf_counter()
+  for _ in range(steps):
+    st, m = step(st, glob)
+  jax.block_until_ready(m)
+  cached = steps * batch / (time.perf_counter() - t)
+  t = time.perf_counter()
+  for _ in range(steps):
+    jax.block_until_ready(forward(pixels))
+    st, m = step(st, glob)
+  jax.block_until_ready(m)
+  return cached, steps * batch / (time.perf_counter() - t)
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--images", type=int, default=256)
+  ap.add_argument("--batch", type=int, default=32)
+  ap.add_argument("--steps", type=int, default=6)
+  ap.add_argument("--part", default="all", help=argparse.SUPPRESS)
+  ap.add_argument("--dir", default="", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.part == "pipeline":  # the one-core worker
+    paths = sorted(str(p) for p in pathlib.Path(args.dir).glob("*.jpg"))
+    print(json.dumps({"pipeline": pipeline_one_core(paths, args.batch)}))
+    return
+  from machine_info import describe
+  print(describe())
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = pathlib.Path(tmp)
+    paths = make_jpegs(tmp, args.images)
+    out = subprocess.run([sys.executable, __file__, "--part", "pipeline", "--dir", str(tmp),
+                          "--batch", str(args.batch)], capture_output=True, text=True, check=True)
+    pipe = json.loads(out.stdout.strip().splitlines()[-1])["pipeline"]
+    tower, fwd, cache_read = tower_and_cache(paths, args.batch, tmp / "cache")
+    cached, recompute = lit_step(tower, paths, args.batch, args.steps)
+  print(f"I1 tf.data decode+preprocess, 1 core: {pipe:.1f} images/s = {pipe / cached:.1f}x the "
+        f"LiT step's {cached:.1f} pairs/s")
+  print(f"I2 EfficientNet-Lite0 forward: {fwd:.1f} images/s; cache read: {cache_read:.0f} images/s "
+        f"({cache_read / fwd:.0f}x)")
+  print(f"I3 LiT step, cached features: {cached:.2f} pairs/s; + image forward per step: "
+        f"{recompute:.2f} pairs/s; cached / recompute = {cached / recompute:.2f}x")
+
+
+if __name__ == "__main__":
+  main()
