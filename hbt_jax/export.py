@@ -91,8 +91,26 @@ def export(params: dict, enc: models.EncoderConfig, tokenizer, out_dir: str, tow
       {"max_seq_length": min(max_seq_length, enc.max_position), "do_lower_case": False}))
   (out / "config_sentence_transformers.json").write_text(json.dumps(
       {"prompts": prompts or {}, "default_prompt_name": None, "similarity_fn_name": "cosine"}))
+  if "image_projection" in params:
+    _export_image_head(params, out)
   logging.info("exported the %s tower to %s", tower, out)
   return out
+
+
+def _export_image_head(params: dict, out: Path) -> None:
+  """LiT runs: the exported text tower is the caption encoder; the image side is the locked tower
+  (config.json's image.tower) followed by image_head.safetensors (`kernel` [D_image, D], `bias`,
+  then L2 norm) and the learned `log_scale` (logits = exp(log_scale) * cos [+ `logit_bias`])."""
+  from safetensors.numpy import save_file
+  if "text_projection" in params:
+    raise NotImplementedError("export of a LiT run with config.image.proj_dim > 0 (a text "
+                              "projection after the encoder) is not supported; use proj_dim=0")
+  head = {k: np.ascontiguousarray(np.asarray(v, np.float32))
+          for k, v in params["image_projection"].items()}
+  head["log_scale"] = np.asarray(params["log_scale"], np.float32).reshape(1)
+  if "bias" in params:
+    head["logit_bias"] = np.asarray(params["bias"], np.float32).reshape(1)
+  save_file(head, str(out / "image_head.safetensors"))
 
 
 def export_workdir(workdir: str, out_dir: str, step: int | None = None, tower: str = "query") -> Path:
@@ -116,9 +134,13 @@ def export_workdir(workdir: str, out_dir: str, step: int | None = None, tower: s
     raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to export")
   params = jax.tree.map(np.asarray, restored[0]["params"])
   prompts = {"query": cfg.model.query_prefix, "passage": cfg.model.passage_prefix}
-  return export(params, bundle.enc_cfg, bundle.tokenizer, out_dir, tower,
-                max(cfg.model.max_query_len, cfg.model.max_passage_len),
-                {k: v for k, v in prompts.items() if v}, bundle.hf_dir)
+  out = export(params, bundle.enc_cfg, bundle.tokenizer, out_dir, tower,
+               max(cfg.model.max_query_len, cfg.model.max_passage_len),
+               {k: v for k, v in prompts.items() if v}, bundle.hf_dir)
+  if cfg.get("task") == "image_text":
+    (out / "image_tower.json").write_text(json.dumps(
+        {"tower": cfg.image.tower, "preprocess": bundle.image_tower.preprocess.key()}, indent=1))
+  return out
 
 
 def main(argv):

@@ -129,6 +129,8 @@ def main():
   args = ap.parse_args()
   if args.worker:
     return worker(args.worker, args)
+  from machine_info import describe
+  print(describe(), flush=True)
   # Each framework lives in its own worker process and they take turns, so neither's thread pool
   # spins while the other runs, and drift in this shared machine's speed hits both alike.
   workers = {name: subprocess.Popen([sys.executable, __file__, "--worker", name] + sys.argv[1:],

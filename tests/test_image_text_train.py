@@ -124,6 +124,25 @@ def test_lit_trains_evaluates_and_resumes_exactly(cache, tmp_path, caplog):
   step_b, resumed = _final_params(cfg, tmp_path / "b")
   assert step_b == 4
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), full, resumed)
+  # Export: the caption tower as a SentenceTransformer dir, plus the image head.
+  from safetensors.numpy import load_file
+  from sentence_transformers import SentenceTransformer
+  from hbt_jax import export, tokenization
+  (tmp_path / "a" / "config.json").write_text(cfg.to_json())  # as main.py writes it
+  out = export.export_workdir(str(tmp_path / "a"), str(tmp_path / "export"))
+  bundle = state.build_model(cfg)
+  caps = ["two red circles on a white background", "zwei blaue Dreiecke", "三个绿色的正方形"]
+  ids, mask = tokenization.encode(bundle.tokenizer, caps, 32)
+  ours = np.asarray(bundle.module.apply({"params": full["params"]}, ids, mask, method="encode_text"))
+  st = SentenceTransformer(str(out), device="cpu").encode(caps)
+  assert np.abs(st - ours).max() <= 1e-4
+  head = load_file(str(out / "image_head.safetensors"))
+  feats = np.random.default_rng(0).normal(size=(2, bundle.image_tower.dim)).astype(np.float32)
+  z = feats @ head["kernel"] + head["bias"]
+  np.testing.assert_allclose(z / np.linalg.norm(z, axis=1, keepdims=True), np.asarray(
+      bundle.module.apply({"params": full["params"]}, feats, method="encode_image_features")),
+      atol=1e-5)
+  assert json.loads((out / "image_tower.json").read_text())["tower"] == cfg.image.tower
 
 
 def test_hf_clip_vision_tower_as_the_locked_tower(tmp_path):
