@@ -4,8 +4,9 @@
 
 I1: the tf.data image pipeline (Pillow decode of 640x480 JPEGs, resize + center crop to 224,
     normalize) on ONE core, images/s — against I3's consumption by the train step.
-I2: the locked image tower (EfficientNet-Lite0, 224 px) forward, images/s on all cores, and reading
-    the same features back from the LiT embedding cache, images/s.
+I2: the locked image tower (EfficientNet-Lite0, 224 px) forward, images/s on all cores, against
+    EfficientNet-PyTorch (torch, same weights, same pixels) as the peer; and reading the same
+    features back from the LiT embedding cache, images/s.
 I3: the LiT train step (multilingual-e5-small text tower, it_mono batch, captions of 32 tokens) with
     cached features, pairs/s, against the same step plus computing the batch's image features
     (what training without the cache would pay, before any image-tower gradient).
@@ -60,11 +61,37 @@ def tower_and_cache(paths, batch, cache_dir):
   t = time.perf_counter()
   feats = image_features._compute(tower, paths, batch)
   forward = len(paths) / (time.perf_counter() - t)
+  torch_rate = torch_peer(paths, batch, tower)
   cache = embedding_cache.EmbeddingCache(cache_dir, tower.key())
   cache.get(paths, lambda ps: feats[[paths.index(p) for p in ps]])
   t = time.perf_counter()
   cache.get(paths, lambda ps: 1 / 0)
-  return tower, forward, len(paths) / (time.perf_counter() - t)
+  return tower, forward, torch_rate, len(paths) / (time.perf_counter() - t)
+
+
+def torch_peer(paths, batch, tower):
+  """EfficientNet-PyTorch's B0 blocks without squeeze-excitation and with ReLU6 = Lite0."""
+  import torch
+  from efficientnet_pytorch import EfficientNet
+  from efficientnet_pytorch.utils import get_model_params
+  from hbt_jax import image_models
+  from hbt_jax.data import images
+  blocks, gp = get_model_params("efficientnet-b0", {"image_size": 224})
+  model = EfficientNet([b._replace(se_ratio=None) for b in blocks], gp)
+  for m in model.modules():
+    if hasattr(m, "_swish"):
+      m._swish = torch.nn.ReLU6()
+  model.load_state_dict(torch.load(str(image_models.efficientnet_lite0_file()), map_location="cpu",
+                                   weights_only=True))
+  model.eval()
+  pixels = [torch.tensor(np.stack([images.load(p, tower.preprocess) for p in paths[s:s + batch]])
+                         ).permute(0, 3, 1, 2) for s in range(0, len(paths), batch)]
+  with torch.no_grad():
+    model.extract_features(pixels[0])
+    t = time.perf_counter()
+    for x in pixels:
+      model.extract_features(x).mean(dim=(2, 3))
+  return len(paths) / (time.perf_counter() - t)
 
 
 def lit_step(tower, paths, batch, steps):
@@ -122,12 +149,13 @@ def main():
     out = subprocess.run([sys.executable, __file__, "--part", "pipeline", "--dir", str(tmp),
                           "--batch", str(args.batch)], capture_output=True, text=True, check=True)
     pipe = json.loads(out.stdout.strip().splitlines()[-1])["pipeline"]
-    tower, fwd, cache_read = tower_and_cache(paths, args.batch, tmp / "cache")
+    tower, fwd, torch_fwd, cache_read = tower_and_cache(paths, args.batch, tmp / "cache")
     cached, recompute = lit_step(tower, paths, args.batch, args.steps)
   print(f"I1 tf.data decode+preprocess, 1 core: {pipe:.1f} images/s = {pipe / cached:.1f}x the "
         f"LiT step's {cached:.1f} pairs/s")
-  print(f"I2 EfficientNet-Lite0 forward: {fwd:.1f} images/s; cache read: {cache_read:.0f} images/s "
-        f"({cache_read / fwd:.0f}x)")
+  print(f"I2 EfficientNet-Lite0 forward: hbt_jax {fwd:.1f} images/s (incl. tf.data decoding), "
+        f"EfficientNet-PyTorch {torch_fwd:.1f} images/s (pixels ready): {fwd / torch_fwd:.2f}x; "
+        f"cache read: {cache_read:.0f} images/s ({cache_read / fwd:.0f}x the forward)")
   print(f"I3 LiT step, cached features: {cached:.2f} pairs/s; + image forward per step: "
         f"{recompute:.2f} pairs/s; cached / recompute = {cached / recompute:.2f}x")
 
