@@ -211,3 +211,33 @@ def test_real_data_config_evaluates_xtd10_from_an_image_folder(cache, tmp_path, 
   langs = "de en es fr it ja ko pl ru tr zh".split()
   assert all(np.isfinite(res[f"xtd10/t2i/r@10/{l}"]) for l in langs)
   assert res["xtd10/c2c/r@1/ja-en"] >= 0 and "| ko |" in (tmp_path / "w" / "report.md").read_text()
+
+
+def test_siglip_loss_trains_its_bias_on_both_batch_types(cache):
+  """config.image.loss='siglip': the learned logit bias is a parameter, and one it_mono step and
+  one tt_xy step (two compilations of the same step function) both update it."""
+  from hbt_jax import image_features
+  cfg = config(**{"image.loss": "siglip", "sampler.batch_type": "mixture",
+                  "sampler.mixture": "it_mono:1,tt_xy:1", "optim.warmup_steps": 0,
+                  "optim.schedule": "constant"})
+  mesh = sharding.make_mesh(cfg.mesh.to_dict())
+  bundle = state.build_model(cfg)
+  tx = state.make_optimizer(cfg)
+  st = state.create_train_state(bundle, cfg, mesh, tx)
+  assert float(st["params"]["bias"]) == cfg.image.init_bias
+  corpus = input_pipeline.load_corpus(cfg)
+  feats = image_features.features(bundle.image_tower, [corpus.image(r) for r in range(corpus.num_ids)],
+                                  cfg.image.cache_dir, 16)  # cached by the tests above
+  tc = input_pipeline.tokenize_captions(corpus, bundle.tokenizer, cfg, feats)
+  smp = input_pipeline.make_sampler(cfg, corpus, tc)
+  batches = input_pipeline.HostBatches(smp, tc, 1, 0, 0, 8)
+  step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,))
+  types = set()
+  for host in batches:
+    types.add(smp.names[train.BATCH_TYPES[int(host["batch_type"])]])
+    before = float(st["params"]["bias"])
+    st, m = step(st, sharding.host_local_to_global(input_pipeline.model_inputs(cfg, host), mesh))
+    assert bool(m["finite"]) and float(st["params"]["bias"]) != before
+    if len(types) == 2:
+      break
+  assert types == {"it_mono", "tt_xy"}
