@@ -241,3 +241,12 @@ def test_siglip_loss_trains_its_bias_on_both_batch_types(cache):
     if len(types) == 2:
       break
   assert types == {"it_mono", "tt_xy"}
+
+
+def test_data_fraction_and_language_caps_apply_to_captions(cache):
+  full = input_pipeline.load_corpus(config())
+  half = input_pipeline.load_corpus(config(**{"data.fraction": 0.5}))
+  capped = input_pipeline.load_corpus(config(**{"data.lang_caps": "de:5,ja:3"}))
+  assert half.num_ids == 24 and set(half.ids) < set(full.ids)  # nested: a subset of the images
+  counts = capped.counts()
+  assert counts["de"] == 5 and counts["ja"] == 3 and counts["en"] == full.counts()["en"]
