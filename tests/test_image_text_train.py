@@ -190,6 +190,7 @@ def test_real_data_config_evaluates_xtd10_from_an_image_folder(cache, tmp_path, 
   cfg = mod.get_config("xtd10")
   config_checks.validate(cfg)
   assert cfg.data.source == "multi30k" and cfg.evals.xtd10.type == "image_text"
+  assert cfg.image.tower == "google/siglip-base-patch16-256-multilingual" and cfg.image.loss == "siglip"
   with pytest.raises(captions.DataError, match="config.data.image_dir"):
     input_pipeline.load_corpus(cfg)
   names = text_io.read_lines(f"{data_dir}/xtd10/XTD10/test_image_names.txt")
