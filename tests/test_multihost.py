@@ -94,3 +94,30 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step(data_dir, tmp_path):
   assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:]
   saved = [int(x.name) for x in (wd / "checkpoints").iterdir() if x.name.isdigit()]
   assert len(saved) == 1 and saved[0] % 2 == 0
+
+
+@pytest.mark.slow
+def test_image_text_two_processes_match_one_process(tmp_path):
+  """LiT on 2 processes: each computes the image features of its share (then all-gathered), loads
+  its slice of every caption batch, and the losses and evaluation equal one process's."""
+  args = ["--config", "configs/tiny_image_text.py", "--config.log_every=1"]
+  env = {"HBT_CACHE_DIR": str(tmp_path / "cache")}
+  one = tmp_path / "one"
+  r = run_cli(args, one, extra_env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert r.returncode == 0, r.stderr[-2000:]
+  two = tmp_path / "two"
+  old = dict(os.environ)
+  os.environ.update(env)  # _launch copies os.environ
+  try:
+    procs = _launch(args + [f"--config.image.cache_dir={tmp_path / 'two_features'}"], two, 2, 4)
+  finally:
+    os.environ.clear()
+    os.environ.update(old)
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert "24 computed" in outs[0][1] and "24 computed" in outs[1][1]  # 48 train images, half each
+  np.testing.assert_allclose(_losses(two), _losses(one), atol=1e-5)
+  ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
+  for k in ("scenes/t2i/r@1", "scenes/i2t/map@100", "scenes/multi/language_bias", "scenes/c2c/map"):
+    np.testing.assert_allclose(rb[k], ra[k], rtol=1e-4, err_msg=k)
