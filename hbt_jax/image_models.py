@@ -74,7 +74,6 @@ class MBConv(nn.Module):
     h = x
     if self.expand != 1:
       h = nn.relu6(_bn("_bn0")(_conv(inp * self.expand, 1, "_expand_conv")(h)))
-    c = h.shape[-1]
     h = nn.relu6(_bn("_bn1")(DepthwiseConv(self.kernel, self.stride, name="_depthwise_conv")(h)))
     h = _bn("_bn2")(_conv(self.out, 1, "_project_conv")(h))
     return x + h if self.stride == 1 and inp == self.out else h

@@ -23,6 +23,23 @@ def data_dir() -> str:
   return d
 
 
+def load_config(name: str, arg=None, **overrides):
+  """configs/NAME.py's get_config(arg) with dotted-key overrides ("optim.lr": 1e-3), as tests use it."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  cfg = mod.get_config(arg) if arg is not None else mod.get_config()
+  with cfg.unlocked():
+    for k, v in overrides.items():
+      node = cfg
+      *path, last = k.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = v
+  return cfg
+
+
 def run_cli(args, workdir, timeout=600, extra_env=None):
   """python -m hbt_jax.main ... in a subprocess; returns CompletedProcess."""
   import subprocess

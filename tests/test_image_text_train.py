@@ -8,24 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_config
 from hbt_jax import checkpoints, config_checks, input_pipeline, sharding, state, train
 from hbt_jax.data import captions
 
 
 def config(**overrides):
-  spec = importlib.util.spec_from_file_location("tiny_it", ROOT / "configs" / "tiny_image_text.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  cfg = mod.get_config()
-  with cfg.unlocked():
-    for k, v in overrides.items():
-      node = cfg
-      *path, last = k.split(".")
-      for p in path:
-        node = node[p]
-      node[last] = v
-  return cfg
+  return load_config("tiny_image_text", **overrides)
 
 
 @pytest.fixture(scope="module")

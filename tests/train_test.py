@@ -1,28 +1,16 @@
 """One train step on 8 fake devices, a checkpoint round trip, and the CLI end to end (tiny config)."""
 import json
-import importlib.util
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import load_config, run_cli
 from hbt_jax import checkpoints, input_pipeline, sharding, state, train
 
 
 def tiny_config(**overrides):
-  spec = importlib.util.spec_from_file_location("tiny", ROOT / "configs" / "tiny.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  cfg = mod.get_config()
-  with cfg.unlocked():
-    for k, v in overrides.items():
-      node = cfg
-      *path, last = k.split(".")
-      for p in path:
-        node = node[p]
-      node[last] = v
-  return cfg
+  return load_config("tiny", **overrides)
 
 
 @pytest.fixture(scope="module")
