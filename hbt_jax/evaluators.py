@@ -150,7 +150,8 @@ class ImageTextEvaluator:
 
   @property
   def data(self):
-    """(corpus, image features), read and computed once."""
+    """(corpus, image features, (caption texts, image rows, language indices)), read and computed
+    once."""
     if self._data is None:
       from hbt_jax import image_features
       from hbt_jax.data import captions
@@ -163,28 +164,20 @@ class ImageTextEvaluator:
                         "(give the folder that holds them)")
       feats = image_features.features(self.tower, paths, self.cfg.image.cache_dir,
                                       self.cfg.image.batch_size)
-      self._data = corpus, feats
+      self._data = corpus, feats, corpus.flat_captions()
     return self._data
 
   def run(self, params, step: int) -> dict[str, float]:
     from hbt_jax.evaluation import image_text_eval
-    corpus, feats = self.data
+    corpus, feats, (texts, cap_image, cap_lang) = self.data
     t0 = time.time()
     rep = sharding.replicated(self.mesh)
     img = np.asarray(self._project(params, jax.make_array_from_callback(feats.shape, rep,
                                                                         lambda i: feats[i])))
-    texts, cap_image, cap_lang = [], [], []
-    for r in range(corpus.num_ids):
-      for l in range(len(corpus.langs)):
-        cell = corpus.cells[r, l]
-        if cell is not None:
-          texts += cell.captions
-          cap_image += [r] * len(cell.captions)
-          cap_lang += [l] * len(cell.captions)
     cap = self.embedder.encode(params, texts, self.ecfg.max_caption_len, "query",
                                prefix=self.cfg.model.query_prefix, desc=f"{self.name} captions")
     t1 = time.time()
-    res = image_text_eval.evaluate(img, cap, np.array(cap_image), np.array(cap_lang), corpus.langs,
+    res = image_text_eval.evaluate(img, cap, cap_image, cap_lang, corpus.langs,
                                    self.mesh, self.ks)
     timing = {"encode": t1 - t0, "search+metrics": time.time() - t1}
     if jax.process_index() == 0:

@@ -149,15 +149,11 @@ class TokenizedCaptions:
 
 def tokenize_captions(corpus, tokenizer, cfg, features: np.ndarray) -> TokenizedCaptions:
   """Captions get config.model.query_prefix on both sides of a caption–caption pair."""
-  start = np.full(corpus.available.shape, -1, np.int64)
+  texts, rows, langs = corpus.flat_captions()
   count = np.zeros(corpus.available.shape, np.int64)
-  texts: list[str] = []
-  for r in range(corpus.num_ids):
-    for l in range(len(corpus.langs)):
-      cell = corpus.cells[r, l]
-      if cell is not None:
-        start[r, l], count[r, l] = len(texts), len(cell.captions)
-        texts.extend(cell.captions)
+  np.add.at(count, (rows, langs), 1)
+  # Captions come in row-major cell order, so a cell's first caption follows all earlier cells'.
+  start = np.where(count > 0, (np.cumsum(count) - count.ravel()).reshape(count.shape), -1)
   ids, mask = tokenization.encode(tokenizer, texts, cfg.model.max_query_len,
                                   prefix=cfg.model.query_prefix)
   if len(features) != corpus.num_ids:

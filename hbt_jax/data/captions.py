@@ -47,6 +47,18 @@ class CaptionCorpus(ParallelCorpus):
   def image(self, row: int) -> str:
     return next(c.image for c in self.cells[row] if c is not None)
 
+  def flat_captions(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every caption in (image row, language) order: (texts, image row, language index)."""
+    texts, rows, langs = [], [], []
+    for r in range(self.num_ids):
+      for l in range(len(self.langs)):
+        cell = self.cells[r, l]
+        if cell is not None:
+          texts += cell.captions
+          rows += [r] * len(cell.captions)
+          langs += [l] * len(cell.captions)
+    return texts, np.array(rows, np.int64), np.array(langs, np.int64)
+
   def num_captions(self) -> dict[str, int]:
     return {l: sum(len(c.captions) for c in self.cells[:, j] if c is not None)
             for j, l in enumerate(self.langs)}
