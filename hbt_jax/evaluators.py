@@ -33,7 +33,8 @@ class LareqaEvaluator:
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     self.name, self.ecfg, self.cfg, self.workdir = name, ecfg, cfg, workdir
     self.every = int(ecfg.every)
-    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size)
+    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
+                                   bundle.compiler_options)
     self.mesh = mesh
     self.recall_ks = _ints(ecfg.recall_at)
     self._ds = None
@@ -106,7 +107,8 @@ class BeirEvaluator:
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     self.name, self.ecfg, self.cfg, self.workdir, self.mesh = name, ecfg, cfg, workdir, mesh
     self.every = int(ecfg.every)
-    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size)
+    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
+                                   bundle.compiler_options)
 
   def run(self, params, step: int) -> dict[str, float]:
     m = self.cfg.model
@@ -141,7 +143,8 @@ class ImageTextEvaluator:
     self.name, self.ecfg, self.cfg, self.workdir, self.mesh = name, ecfg, cfg, workdir, mesh
     self.every = int(ecfg.every)
     self.tower = bundle.image_tower
-    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size)
+    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
+                                   bundle.compiler_options)
     self.ks = _ints(ecfg.recall_at)
     self._project = jax.jit(
         lambda p, f: bundle.module.apply({"params": p}, f, method="encode_image_features"),

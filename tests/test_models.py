@@ -1,4 +1,6 @@
-"""models.Dropout: rate, unbiased scale, and the same mask under any sharding."""
+"""models: Dropout (rate, unbiased scale, the same mask under any sharding), the layer against the textbook
+computation, the exact GELU gradient, and the XLA:CPU dot-library option."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,3 +33,70 @@ def test_dropout_mask_is_the_same_under_sharding():
   xs = jax.device_put(x, NamedSharding(mesh, P("data")))
   many = jax.jit(lambda x: _apply(x, 0.3), out_shardings=NamedSharding(mesh, P("data")))(xs)
   np.testing.assert_array_equal(np.asarray(one), np.asarray(many))
+
+
+def _tiny_layer_inputs():
+  cfg = models.EncoderConfig(hidden_size=48, num_heads=4, intermediate_size=96, dropout=0.0,
+                             attention_dropout=0.0)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, 7, 48)).astype(np.float32))
+  mask = np.ones((3, 7), np.int32)
+  mask[1, 4:] = 0
+  bias = jnp.where(jnp.asarray(mask)[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min / 2)
+  return cfg, x, bias
+
+
+def test_layer_matches_the_textbook_computation():
+  """The fused QKV matmul and the deferred softmax normalisation compute the textbook BERT layer
+  (separate Q/K/V denses, softmax, then context), forward and gradients."""
+  cfg, x, bias = _tiny_layer_inputs()
+  layer = models.Layer(cfg)
+  p = nn.unbox(layer.init(jax.random.key(0), x, bias, True))["params"]
+
+  def reference(p, x):
+    h, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads
+    dense = lambda t, q: t @ q["kernel"] + q["bias"]
+    heads = lambda t: t.reshape(t.shape[:2] + (h, d)).transpose(0, 2, 1, 3)
+    q, k, v = (heads(dense(x, p[n])) for n in ("query", "key", "value"))
+    att = jax.nn.softmax(q @ k.swapaxes(-1, -2) / np.sqrt(d) + bias, axis=-1)
+    ctx = (att @ v).transpose(0, 2, 1, 3).reshape(x.shape)
+    ln = lambda t, q: ((t - t.mean(-1, keepdims=True)) / jnp.sqrt(t.var(-1, keepdims=True) + cfg.layer_norm_eps)
+                       * q["scale"] + q["bias"])
+    x = ln(x + dense(ctx, p["attention_output"]), p["attention_LayerNorm"])
+    y = dense(jax.nn.gelu(dense(x, p["intermediate"]), approximate=False), p["output"])
+    return ln(x + y, p["output_LayerNorm"])
+
+  ours = lambda p, x: layer.apply({"params": p}, x, bias, True)
+  np.testing.assert_allclose(ours(p, x), reference(p, x), atol=2e-5)
+  loss = lambda f: (lambda p, x: (f(p, x) ** 3).sum())
+  g_ours, g_ref = jax.grad(loss(ours), (0, 1))(p, x), jax.grad(loss(reference), (0, 1))(p, x)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, atol=2e-4, rtol=2e-4)
+
+
+def test_gelu_gradient_is_exact():
+  x = jnp.linspace(-6.0, 6.0, 1001)
+  ours = jax.grad(lambda t: models.gelu_erf(t).sum())(x)
+  ref = jax.grad(lambda t: jax.nn.gelu(t, approximate=False).sum())(x)
+  np.testing.assert_allclose(ours, ref, atol=1e-6)
+  np.testing.assert_allclose(models.gelu_erf(x), jax.nn.gelu(x, approximate=False), atol=1e-6)
+
+
+def test_cpu_dots_option_reaches_the_compiled_step():
+  """config.model.cpu_dots='eigen' keeps every matmul of the jitted layer out of YNNPACK on CPU,
+  'ynnpack' leaves XLA's default; both give the same numbers."""
+  from hbt_jax import xla_options
+  cfg, x, bias = _tiny_layer_inputs()
+  layer = models.Layer(cfg)
+  params = layer.init(jax.random.key(0), x, bias, True)
+  fn = lambda p, x: layer.apply(p, x, bias, True)
+  out = {}
+  for lib in ("eigen", "ynnpack"):
+    jitted = jax.jit(fn, compiler_options=xla_options.encoder_compiler_options(lib))
+    hlo = jitted.lower(params, x).compile().as_text()
+    assert ("__ynn_fusion" in hlo) == (lib == "ynnpack"), lib
+    out[lib] = np.asarray(jitted(params, x))
+  np.testing.assert_allclose(out["eigen"], out["ynnpack"], atol=1e-5)
+  import pytest
+  with pytest.raises(ValueError, match="config.model.cpu_dots"):
+    xla_options.encoder_compiler_options("mkl")

@@ -22,14 +22,15 @@ LEN_STEP = 32
 
 
 class Embedder:
-  def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 128):
+  def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 128,
+               compiler_options: dict | None = None):
     self.module, self.tokenizer, self.mesh = module, tokenizer, mesh
     dp = sharding.data_parallel_size(mesh)
     unit = math.lcm(dp, jax.process_count())
     self.batch_size = max(unit, (batch_size // unit) * unit)
     out = sharding.replicated(mesh)
     self._fns = {m: jax.jit(lambda p, i, k, m=m: module.apply({"params": p}, i, k, True, method=m),
-                            out_shardings=out)
+                            out_shardings=out, compiler_options=compiler_options)
                  for m in ("encode_query", "encode_passage")}
 
   def encode(self, params, texts: Sequence[str], max_len: int, tower: str = "query",
