@@ -22,8 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.sharding_rules = ()         # logical-axis rules, e.g. (("embed", "fsdp"),); () = default
   c.eval_only = False           # evaluate the model (pretrained or latest checkpoint), no training
   c.restore_from = ""           # another workdir whose latest checkpoint gives the params (eval)
-  c.task = "text"               # "text" (query -> passage) | "image_text" (captions + a locked
-                                # image tower, LiT; see config.image and hbt_jax/image_features.py)
+  c.task = "text"               # "text" (query -> passage) | "image_text" (captions + an image
+                                # tower, locked (LiT) or trainable; see config.image)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "mlqa_r"      # "xquad_r" | "mlqa_r" (LAReQA) | "jsonl" (see hbt_jax/data/jsonl.py)
@@ -93,7 +93,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.image = ml_collections.ConfigDict()
   c.image.tower = "efficientnet_lite0"  # or "efficientnet_lite0:random", or an HF CLIP / SigLIP dir / id
-  c.image.trainable = False     # False = LiT: the tower is locked, its features computed once (cached)
+  c.image.trainable = False     # False = LiT: the tower is locked, its features computed once (cached);
+                                # True: the tower is trained too (pixels decoded per batch, per host)
   c.image.cache_dir = ""        # "" = $HBT_CACHE_DIR/image_features (~/.cache/hbt_jax/image_features)
   c.image.batch_size = 32       # images per forward pass when computing features
   c.image.proj_dim = 0          # shared width; 0 = the text tower's (no text projection)

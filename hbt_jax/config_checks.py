@@ -40,9 +40,6 @@ def validate(cfg) -> None:
 
 def _validate_image_text(cfg) -> None:
   im = cfg.image
-  if im.trainable:
-    raise ConfigError("config.image.trainable=True: training the image tower is not supported yet; "
-                      "image-text training is LiT (a locked, cached image tower: trainable=False)")
   if im.loss not in ("clip", "siglip"):
     raise ConfigError(f"config.image.loss={im.loss!r}; known: clip, siglip")
   if im.init_temperature <= 0:

@@ -134,8 +134,9 @@ class BeirEvaluator:
 
 
 class ImageTextEvaluator:
-  """Multilingual image–text retrieval (image_text_eval.py) with the locked image tower's cached
-  features, projected by the current params, and captions through the text tower."""
+  """Multilingual image–text retrieval (image_text_eval.py): images through the locked tower's cached
+  features projected by the current params (LiT), or through the trainable tower in the params;
+  captions through the text tower."""
 
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     if bundle.image_tower is None:
@@ -146,9 +147,12 @@ class ImageTextEvaluator:
     self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
                                    bundle.compiler_options)
     self.ks = _ints(ecfg.recall_at)
+    self.trainable = bundle.module.image_tower is not None
     self._project = jax.jit(
         lambda p, f: bundle.module.apply({"params": p}, f, method="encode_image_features"),
         out_shardings=sharding.replicated(mesh))
+    self._images = encode.ImageEmbedder(bundle.module, bundle.image_consts, mesh,
+                                        cfg.image.batch_size) if self.trainable else None
     self._data = None
 
   @property
@@ -165,8 +169,9 @@ class ImageTextEvaluator:
       if not all(paths):
         raise DataError(f"config.evals.{self.name}.image_dir: {e.dataset} images are needed "
                         "(give the folder that holds them)")
-      feats = image_features.features(self.tower, paths, self.cfg.image.cache_dir,
-                                      self.cfg.image.batch_size)
+      # A trainable tower changes with the params: its images are encoded at every evaluation.
+      feats = paths if self.trainable else image_features.features(
+          self.tower, paths, self.cfg.image.cache_dir, self.cfg.image.batch_size)
       self._data = corpus, feats, corpus.flat_captions()
     return self._data
 
@@ -174,9 +179,12 @@ class ImageTextEvaluator:
     from hbt_jax.evaluation import image_text_eval
     corpus, feats, (texts, cap_image, cap_lang) = self.data
     t0 = time.time()
-    rep = sharding.replicated(self.mesh)
-    img = np.asarray(self._project(params, jax.make_array_from_callback(feats.shape, rep,
-                                                                        lambda i: feats[i])))
+    if self.trainable:
+      img = self._images.encode(params, feats, self.tower.preprocess, f"{self.name} images")
+    else:
+      rep = sharding.replicated(self.mesh)
+      img = np.asarray(self._project(params, jax.make_array_from_callback(feats.shape, rep,
+                                                                          lambda i: feats[i])))
     cap = self.embedder.encode(params, texts, self.ecfg.max_caption_len, "query",
                                prefix=self.cfg.model.query_prefix, desc=f"{self.name} captions")
     t1 = time.time()

@@ -98,8 +98,9 @@ def export(params: dict, enc: models.EncoderConfig, tokenizer, out_dir: str, tow
 
 
 def _export_image_head(params: dict, out: Path) -> None:
-  """LiT runs: the exported text tower is the caption encoder; the image side is the locked tower
-  (config.json's image.tower) followed by image_head.safetensors (`kernel` [D_image, D], `bias`,
+  """Image–text runs: the exported text tower is the caption encoder; the image side is the tower
+  (config.json's image.tower; after a trainable-tower run, the weights of image_tower.safetensors)
+  followed by image_head.safetensors (`kernel` [D_image, D], `bias`,
   then L2 norm) and the learned `log_scale` (logits = exp(log_scale) * cos [+ `logit_bias`])."""
   from safetensors.numpy import save_file
   if "text_projection" in params:
@@ -138,9 +139,26 @@ def export_workdir(workdir: str, out_dir: str, step: int | None = None, tower: s
                max(cfg.model.max_query_len, cfg.model.max_passage_len),
                {k: v for k, v in prompts.items() if v}, bundle.hf_dir)
   if cfg.get("task") == "image_text":
+    trained = "image_tower" in params
     (out / "image_tower.json").write_text(json.dumps(
-        {"tower": cfg.image.tower, "preprocess": bundle.image_tower.preprocess.key()}, indent=1))
+        {"tower": cfg.image.tower, "preprocess": bundle.image_tower.preprocess.key(),
+         "trained_weights": "image_tower.safetensors" if trained else None}, indent=1))
+    if trained:
+      _export_trained_image_tower(params["image_tower"], bundle.image_consts, out)
   return out
+
+
+def _export_trained_image_tower(tower_params: dict, consts: dict, out: Path) -> None:
+  """A trainable tower's weights after training: its Flax variables flattened with "/" names
+  (`params/...`, and `batch_stats/...` for EfficientNet), to be read back with
+  `flax.traverse_util.unflatten_dict(safetensors.numpy.load_file(path), sep="/")` and applied with
+  the tower module named in image_tower.json."""
+  from flax import traverse_util
+  from safetensors.numpy import save_file
+  variables = {"params": tower_params, **{k: v["image_tower"] for k, v in consts.items()}}
+  flat = traverse_util.flatten_dict(variables, sep="/")
+  save_file({k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat.items()},
+            str(out / "image_tower.safetensors"))
 
 
 def main(argv):

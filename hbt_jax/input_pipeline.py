@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -138,17 +139,26 @@ def gather_batch(tokens: TokenizedCorpus, plan: sampler_lib.BatchPlan) -> dict[s
 # ------------------------------------------------------------------------------------ image–text
 @dataclasses.dataclass
 class TokenizedCaptions:
-  """Every caption tokenized once, the caption rows of each (image, language) cell, and the locked
-  image tower's features of each image (row)."""
+  """Every caption tokenized once, the caption rows of each (image, language) cell, and per image
+  (row) either the locked tower's features (LiT) or, for a trainable tower, the image file and how
+  the tower wants its pixels (decoded per batch, on the host that feeds that part of the batch)."""
   start: np.ndarray      # [n_ids, n_langs] first caption row of the cell, -1 where none
   count: np.ndarray      # [n_ids, n_langs] captions in the cell
   ids: np.ndarray        # [n_captions, L]
   mask: np.ndarray
-  features: np.ndarray   # [n_ids, D]
+  features: np.ndarray | None = None     # [n_ids, D] (locked tower)
+  image_paths: list[str] | None = None   # [n_ids] (trainable tower)
+  preprocess: Any = None                 # data.images.Preprocess (trainable tower)
+
+  def pixels(self, rows: np.ndarray) -> np.ndarray:
+    from hbt_jax.data import images
+    return np.stack([images.load(self.image_paths[r], self.preprocess) for r in rows])
 
 
-def tokenize_captions(corpus, tokenizer, cfg, features: np.ndarray) -> TokenizedCaptions:
-  """Captions get config.model.query_prefix on both sides of a caption–caption pair."""
+def tokenize_captions(corpus, tokenizer, cfg, features: np.ndarray | None = None,
+                      preprocess=None) -> TokenizedCaptions:
+  """Captions get config.model.query_prefix on both sides of a caption–caption pair. Give the
+  locked tower's `features`, or the trainable tower's `preprocess` (pixels are loaded per batch)."""
   texts, rows, langs = corpus.flat_captions()
   count = np.zeros(corpus.available.shape, np.int64)
   np.add.at(count, (rows, langs), 1)
@@ -156,9 +166,16 @@ def tokenize_captions(corpus, tokenizer, cfg, features: np.ndarray) -> Tokenized
   start = np.where(count > 0, (np.cumsum(count) - count.ravel()).reshape(count.shape), -1)
   ids, mask = tokenization.encode(tokenizer, texts, cfg.model.max_query_len,
                                   prefix=cfg.model.query_prefix)
+  logging.info("tokenized %d captions of %d images", len(texts), corpus.num_ids)
+  if (features is None) == (preprocess is None):
+    raise ValueError("tokenize_captions: give the locked tower's features or a trainable tower's "
+                     "preprocessing, one of the two")
+  if features is None:
+    return TokenizedCaptions(start, count, ids, mask, image_paths=[corpus.image(r) for r in
+                                                                   range(corpus.num_ids)],
+                             preprocess=preprocess)
   if len(features) != corpus.num_ids:
     raise ValueError(f"{len(features)} image features for {corpus.num_ids} images")
-  logging.info("tokenized %d captions of %d images", len(texts), corpus.num_ids)
   return TokenizedCaptions(start, count, ids, mask, np.asarray(features, np.float32))
 
 
@@ -166,8 +183,8 @@ def gather_caption_batch(tc: TokenizedCaptions, plan: sampler_lib.BatchPlan, see
                          num_hosts: int, host: int) -> dict[str, np.ndarray]:
   """This host's slice of a planned global image–text batch.
 
-  it_mono / it_mixed: `image_features` of the row's image and `text_*` = one of its captions in
-  q_lang. tt_xy: `src_*` = a caption in q_lang, `text_*` = a caption of the same image in p_lang.
+  it_mono / it_mixed: `image_features` of the row's image (locked tower) or its decoded `images`
+  (trainable tower), and `text_*` = one of its captions in q_lang. tt_xy: `src_*` = a caption in q_lang, `text_*` = a caption of the same image in p_lang.
   Which caption of a cell is drawn from (seed, step) over the *global* batch before slicing, so the
   batch is the same for any number of hosts. The unused side is zeros (fixed shapes for tf.data;
   the trainer passes only the inputs of the batch's type to the step)."""
@@ -186,9 +203,15 @@ def gather_caption_batch(tc: TokenizedCaptions, plan: sampler_lib.BatchPlan, see
   text_cap = q_cap if image_side else pick(plan.p_lang, 1)
   s = sampler_lib.host_slice(b, num_hosts, host)
   zeros_ids = np.zeros_like(tc.ids[q_cap[s]])
+  if tc.features is not None:
+    image = {"image_features": (tc.features[rows[s]] if image_side else
+                                np.zeros((s.stop - s.start, tc.features.shape[1]), np.float32))}
+  else:  # only this host's images are decoded; caption–caption batches decode none
+    size = tc.preprocess.size
+    image = {"images": tc.pixels(rows[s]) if image_side else
+             np.zeros((s.stop - s.start, size, size, 3), np.float32)}
   return {
-      "image_features": (tc.features[rows[s]] if image_side else
-                         np.zeros((s.stop - s.start, tc.features.shape[1]), np.float32)),
+      **image,
       "src_ids": zeros_ids if image_side else tc.ids[q_cap[s]],
       "src_mask": zeros_ids if image_side else tc.mask[q_cap[s]],
       "text_ids": tc.ids[text_cap[s]], "text_mask": tc.mask[text_cap[s]],
@@ -196,15 +219,17 @@ def gather_caption_batch(tc: TokenizedCaptions, plan: sampler_lib.BatchPlan, see
   }
 
 
-IMAGE_TEXT_INPUTS = {True: ("image_features", "text_ids", "text_mask"),   # it_mono / it_mixed
+IMAGE_TEXT_INPUTS = {True: ("text_ids", "text_mask"),   # it_mono / it_mixed, + the image input
                      False: ("src_ids", "src_mask", "text_ids", "text_mask")}  # tt_xy
+IMAGE_INPUTS = ("image_features", "images")  # locked tower's features | trainable tower's pixels
 
 
 def model_inputs(cfg, host_batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """The arrays the train step takes from a host batch (its pytree structure picks the loss)."""
   if cfg.task == "image_text":
     image_side = sampler_lib.BATCH_TYPES[int(host_batch["batch_type"])] != "xy"
-    return {k: host_batch[k] for k in IMAGE_TEXT_INPUTS[image_side]}
+    keys = IMAGE_TEXT_INPUTS[image_side] + (IMAGE_INPUTS if image_side else ())
+    return {k: host_batch[k] for k in keys if k in host_batch}
   return {k: host_batch[k] for k in TEXT_INPUTS if k in host_batch}
 
 

@@ -22,7 +22,10 @@ class ModelBundle:
   enc_cfg: models.EncoderConfig
   tokenizer: Any
   hf_dir: Path | None  # where pretrained weights come from, None = random init
-  image_tower: Any = None  # image_features.ImageTower of the image_text task (locked, LiT)
+  image_tower: Any = None  # image_features.ImageTower of the image_text task
+  # The trainable image tower's non-parameter variables (batch-norm statistics), as the constant
+  # collections every module.apply of the image side takes besides {"params": ...}.
+  image_consts: dict = dataclasses.field(default_factory=dict)
   compiler_options: dict | None = None  # for the jits of the encoder's computations (xla_options)
 
 
@@ -47,9 +50,13 @@ def _build_model(cfg) -> ModelBundle:
   if cfg.task == "image_text":
     from hbt_jax import image_features, two_tower
     im = cfg.image
-    module = two_tower.LockedImageText(enc_cfg, im.proj_dim, im.init_temperature,
-                                       im.init_bias if im.loss == "siglip" else None)
-    return ModelBundle(module, enc_cfg, tokenizer, hf_dir, image_features.load_tower(im.tower, cfg.seed))
+    tower = image_features.load_tower(im.tower, cfg.seed)
+    module = two_tower.ImageTextModel(enc_cfg, im.proj_dim, im.init_temperature,
+                                      im.init_bias if im.loss == "siglip" else None,
+                                      tower.module if im.trainable else None)
+    consts = ({k: {"image_tower": v} for k, v in tower.variables.items() if k != "params"}
+              if im.trainable else {})
+    return ModelBundle(module, enc_cfg, tokenizer, hf_dir, tower, consts)
   module = models.DualEncoder(enc_cfg, shared=m.shared_towers, temperature=m.temperature,
                               learn_temperature=m.learn_temperature)
   return ModelBundle(module, enc_cfg, tokenizer, hf_dir)
@@ -80,13 +87,17 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   return tx
 
 
+PRETRAINED_TOWERS = ("query_encoder", "image_tower")
+
+
 def _scale_new_heads(factor: float) -> optax.GradientTransformation:
-  """Multiplies the updates of everything outside the pretrained text tower (the image projection,
-  the logit scale and bias): randomly initialized heads next to a pretrained tower need a larger
-  step than the tower's fine-tuning rate. Stateless, so the optimizer state keeps its shardings."""
+  """Multiplies the updates of everything outside the pretrained towers (the image projection, the
+  logit scale and bias): randomly initialized heads next to a pretrained tower need a larger step
+  than the towers' fine-tuning rate. Stateless, so the optimizer state keeps its shardings."""
   def update(updates, state, params=None):
     scaled = jax.tree_util.tree_map_with_path(
-        lambda path, u: u if getattr(path[0], "key", "") == "query_encoder" else u * factor, updates)
+        lambda path, u: u if getattr(path[0], "key", "") in PRETRAINED_TOWERS else u * factor,
+        updates)
     return scaled, state
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
@@ -94,7 +105,10 @@ def _scale_new_heads(factor: float) -> optax.GradientTransformation:
 def _dummy_inputs(cfg, bundle: ModelBundle):
   q = jnp.zeros((1, cfg.model.max_query_len), jnp.int32)
   if bundle.image_tower is not None:
-    return jnp.zeros((1, bundle.image_tower.dim), jnp.float32), q, jnp.ones_like(q)
+    size = bundle.image_tower.preprocess.size
+    image = (jnp.zeros((1, size, size, 3), jnp.float32) if bundle.module.image_tower is not None
+             else jnp.zeros((1, bundle.image_tower.dim), jnp.float32))
+    return image, q, jnp.ones_like(q)
   p = jnp.zeros((1, cfg.model.max_passage_len), jnp.int32)
   return q, jnp.ones_like(q), p, jnp.ones_like(p)
 
@@ -117,9 +131,28 @@ def create_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
   params = jax.jit(init_params, out_shardings=p_shard)()
   if bundle.hf_dir is not None:
     params = load_pretrained(params, bundle, cfg, p_shard)
+  if "image_tower" in params:  # trainable image tower: start from the tower's (pretrained) weights
+    params = {**params, "image_tower": _image_tower_params(bundle, params, p_shard)}
   opt_state = jax.jit(tx.init, out_shardings=_opt_shardings(tx, params, p_shard, mesh))(params)
   step = jax.device_put(jnp.zeros((), jnp.int32), sharding.replicated(mesh))
   return {"params": params, "opt_state": opt_state, "step": step}
+
+
+def _image_tower_params(bundle: ModelBundle, params, p_shard):
+  """The tower's weights for the model's `image_tower` params (weights the features do not use,
+  such as EfficientNet's ImageNet classifier, stay out)."""
+  def pick(ours, theirs, path):
+    if isinstance(ours, dict):
+      if not isinstance(theirs, dict) or set(ours) - set(theirs):
+        raise ValueError(f"config.image.tower={bundle.image_tower.name}: {path or 'the tower'} lacks "
+                         f"{sorted(set(ours) - set(theirs or {}))} that the model's image tower has")
+      return {k: pick(v, theirs[k], f"{path}/{k}") for k, v in ours.items()}
+    if tuple(ours.shape) != tuple(theirs.shape):
+      raise ValueError(f"config.image.tower={bundle.image_tower.name}: {path} has shape "
+                       f"{tuple(theirs.shape)}, the model's image tower {tuple(ours.shape)}")
+    return np.asarray(theirs, np.float32)
+  picked = pick(params["image_tower"], bundle.image_tower.variables["params"], "")
+  return jax.tree.map(jax.device_put, picked, p_shard["image_tower"])
 
 
 def _opt_shardings(tx, params, p_shard, mesh):

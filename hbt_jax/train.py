@@ -60,7 +60,8 @@ def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
         lambda p, e: loss_from_embeddings(p, e, batch), params, groups_of(batch), data_shards,
         cfg.loss.grad_cache_chunk)
 
-  loss_fn = _image_text_loss_fn(module, cfg) if cfg.task == "image_text" else text_loss_fn
+  loss_fn = (_image_text_loss_fn(module, cfg, bundle.image_consts) if cfg.task == "image_text"
+             else text_loss_fn)
 
   def train_step(st, batch):
     rng = jax.random.fold_in(jax.random.key(cfg.seed), st["step"])
@@ -81,15 +82,19 @@ def make_train_step(bundle: state.ModelBundle, tx, cfg, data_shards: int = 1):
   return train_step
 
 
-def _image_text_loss_fn(module, cfg):
-  """LiT loss over the global batch. The batch's inputs say its type: `image_features` + `text_*`
-  (it_mono / it_mixed: image–caption) or `src_*` + `text_*` (tt_xy: caption_x–caption_y, both
-  through the text tower); jit compiles one step per type."""
+def _image_text_loss_fn(module, cfg, image_consts):
+  """Image–text loss over the global batch. The batch's inputs say its type: `image_features` (a
+  locked tower's cached features, LiT) or `images` (pixels for a trainable tower, with its constant
+  `image_consts` such as batch-norm statistics) + `text_*` (it_mono / it_mixed: image–caption), or
+  `src_*` + `text_*` (tt_xy: caption_x–caption_y, both through the text tower); jit compiles one
+  step per type."""
   def loss_fn(params, batch, rng):
     def text(ids, mask, i):
       return module.apply({"params": params}, ids, mask, False, method="encode_text",
                           rngs={"dropout": jax.random.fold_in(rng, i)})
-    if "image_features" in batch:
+    if "images" in batch:
+      left = module.apply({"params": params, **image_consts}, batch["images"], method="encode_images")
+    elif "image_features" in batch:
       left = module.apply({"params": params}, batch["image_features"], method="encode_image_features")
     else:
       left = text(batch["src_ids"], batch["src_mask"], 1)
@@ -165,7 +170,10 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     mngr.close()
     return results
 
-  if cfg.task == "image_text":  # LiT: the locked image tower runs once per image (cached on disk)
+  if cfg.task == "image_text" and cfg.image.trainable:  # pixels decoded per batch, per host
+    tokens = input_pipeline.tokenize_captions(corpus, bundle.tokenizer, cfg,
+                                              preprocess=bundle.image_tower.preprocess)
+  elif cfg.task == "image_text":  # LiT: the locked image tower runs once per image (cached on disk)
     feats = image_features.features(bundle.image_tower, [corpus.image(r) for r in range(corpus.num_ids)],
                                     cfg.image.cache_dir, cfg.image.batch_size)
     tokens = input_pipeline.tokenize_captions(corpus, bundle.tokenizer, cfg, feats)

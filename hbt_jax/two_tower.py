@@ -165,18 +165,25 @@ LOSSES = {"clip": clip_loss, "siglip": siglip_loss}
 INIT = {"clip": (0.07, None), "siglip": (0.1, -10.0)}
 
 
-class LockedImageText(nn.Module):
-  """LiT: a trainable text tower against a locked image tower whose features come precomputed.
+class ImageTextModel(nn.Module):
+  """The image–text model the trainer trains: the project's BERT / XLM-R family text encoder against
+  an image side that is either
 
-  The text tower is the project's BERT / XLM-R family encoder, kept under the name `query_encoder`
-  so pretrained loading and export treat it like the text dual encoder's. Image features get a
-  learned Dense to the shared width (the text width when `proj_dim` is 0, which leaves the text
-  space of a pretrained multilingual encoder as it is); both sides are L2-normalized. Captions on
-  either side of a batch (tt_xy) go through the same text tower."""
+  - locked (LiT, `image_tower=None`): the tower's features come precomputed (cached once per image)
+    and only a learned Dense maps them to the shared width; or
+  - trainable (`image_tower` = the Flax tower module, config.image.trainable): pixels go through the
+    tower, whose pretrained weights are in the params under `image_tower` and receive gradients
+    (batch-norm statistics stay the pretrained ones, passed as a constant `batch_stats` collection).
+
+  The text tower is kept under the name `query_encoder` so pretrained loading and export treat it
+  like the text dual encoder's. The image Dense maps to the shared width (the text width when
+  `proj_dim` is 0, which leaves the text space of a pretrained multilingual encoder as it is); both
+  sides are L2-normalized. Captions on either side of a batch (tt_xy) go through the same text tower."""
   text_cfg: Any                     # models.EncoderConfig
   proj_dim: int = 0
   init_temperature: float = 0.05
   init_bias: float | None = None
+  image_tower: Any = None           # a Flax module: pixels [B, S, S, 3] -> features [B, D]
 
   def setup(self):
     from hbt_jax import models
@@ -209,11 +216,20 @@ class LockedImageText(nn.Module):
   def encode_image_features(self, feats):
     return self._norm(self.image_projection(feats.astype(jnp.float32)))
 
+  def encode_images(self, pixels):
+    if self.image_tower is None:
+      raise ValueError("encode_images needs a trainable image tower (config.image.trainable=True); "
+                       "a locked tower's features go through encode_image_features")
+    return self.encode_image_features(self.image_tower(pixels))
+
   def logit_params(self):
     return jnp.exp(self.log_scale), (self.bias if self.init_bias is not None else jnp.float32(0.0))
 
-  def __call__(self, feats, ids, mask, deterministic: bool = True):
-    return self.encode_image_features(feats), self.encode_text(ids, mask, deterministic)
+  def __call__(self, image_input, ids, mask, deterministic: bool = True):
+    """`image_input`: cached features [B, D] (locked tower) or pixels [B, S, S, 3] (trainable)."""
+    image = (self.encode_images(image_input) if self.image_tower is not None
+             else self.encode_image_features(image_input))
+    return image, self.encode_text(ids, mask, deterministic)
 
 
 def image_text_loss(name: str, za: jax.Array, zb: jax.Array, scale: jax.Array, bias: jax.Array):

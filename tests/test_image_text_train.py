@@ -1,5 +1,6 @@
-"""The image–text (LiT) path end to end: caption batches from the hybrid sampler, the locked image
-tower's cached features, the train step on 8 fake devices, the evaluator, resume."""
+"""The image–text path end to end: caption batches from the hybrid sampler, the locked image tower's
+cached features (LiT) or a trainable tower fed pixels, the train step on 8 fake devices, the
+evaluator, resume, export."""
 import importlib.util
 import json
 import logging
@@ -69,8 +70,7 @@ def test_caption_batches_follow_the_plan_on_any_number_of_hosts(cache):
 
 
 def test_image_text_config_errors_name_the_key(cache):
-  for over, key in [({"image.trainable": True}, "config.image.trainable"),
-                    ({"image.loss": "triplet"}, "config.image.loss"),
+  for over, key in [({"image.loss": "triplet"}, "config.image.loss"),
                     ({"data.source": "mlqa_r"}, "config.data.source"),
                     ({"sampler.batch_type": "xy"}, "config.sampler")]:
     with pytest.raises(config_checks.ConfigError, match=key.replace(".", r"\.")):
@@ -243,3 +243,80 @@ def test_data_fraction_and_language_caps_apply_to_captions(cache):
   assert half.num_ids == 24 and set(half.ids) < set(full.ids)  # nested: a subset of the images
   counts = capped.counts()
   assert counts["de"] == 5 and counts["ja"] == 3 and counts["en"] == full.counts()["en"]
+
+
+def _tiny_clip(path):
+  """A random-init HF CLIPModel (32 px, 8 px patches, one layer) saved to `path`."""
+  import torch
+  import transformers
+  torch.manual_seed(0)
+  transformers.CLIPModel(transformers.CLIPConfig(
+      vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=4, intermediate_size=64),
+      text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                       intermediate_size=64), projection_dim=24)).save_pretrained(path)
+  return str(path)
+
+
+def test_trainable_tower_pixels_equal_the_locked_features(cache):
+  """config.image.trainable=True with EfficientNet-Lite0: at init the pixel path (tower in the
+  params, batch-norm statistics as constants) gives what LiT's cached features give, and the pixel
+  batches of 2 hosts put together are the 1-host batch."""
+  from hbt_jax import image_features
+  from hbt_jax.data import images
+  cfg = config(**{"image.trainable": True})
+  mesh = sharding.make_mesh(cfg.mesh.to_dict())
+  bundle = state.build_model(cfg)
+  assert set(bundle.image_consts) == {"batch_stats"}
+  params = state.create_train_state(bundle, cfg, mesh, state.make_optimizer(cfg))["params"]
+  corpus = input_pipeline.load_corpus(cfg)
+  paths = [corpus.image(r) for r in range(3)]
+  feats = image_features.features(bundle.image_tower, paths, cfg.image.cache_dir, 16)
+  pixels = np.stack([images.load(p, bundle.image_tower.preprocess) for p in paths])
+  apply = jax.jit(lambda p, x: bundle.module.apply({"params": p, **bundle.image_consts}, x,
+                                                   method="encode_images"))
+  project = lambda p, f: bundle.module.apply({"params": p}, f, method="encode_image_features")
+  np.testing.assert_allclose(apply(params, pixels), project(params, feats), atol=1e-5)
+  tc = input_pipeline.tokenize_captions(corpus, bundle.tokenizer, cfg,
+                                        preprocess=bundle.image_tower.preprocess)
+  smp = input_pipeline.make_sampler(cfg, corpus, tc)
+  plan = next(smp.plan(t) for t in range(20) if smp.plan(t).batch_type == "it_mono")
+  one = input_pipeline.gather_caption_batch(tc, plan, cfg.seed, 1, 0)
+  two = [input_pipeline.gather_caption_batch(tc, plan, cfg.seed, 2, h) for h in range(2)]
+  np.testing.assert_array_equal(one["images"], np.concatenate([t["images"] for t in two]))
+  np.testing.assert_array_equal(one["images"][0], images.load(corpus.image(plan.rows[0]),
+                                                             bundle.image_tower.preprocess))
+  assert set(input_pipeline.model_inputs(cfg, {**one, "batch_type": np.int32(0)})) == \
+      {"images", "text_ids", "text_mask"}
+
+
+def test_trainable_vit_tower_trains_evaluates_and_exports(cache, tmp_path):
+  """config.image.trainable=True with an HF CLIP vision tower: its weights are params and change
+  (image–caption and caption–caption steps), the evaluator encodes images with the trained tower,
+  and the export's image_tower.safetensors + image head reproduce the trained image embeddings."""
+  from flax import traverse_util
+  from safetensors.numpy import load_file
+  from hbt_jax import export
+  from hbt_jax.data import images
+  cfg = config(**{"image.trainable": True, "image.tower": _tiny_clip(tmp_path / "clip"),
+                  "sampler.batch_type": "mixture", "sampler.mixture": "it_mono:1,tt_xy:1"})
+  bundle = state.build_model(cfg)
+  assert bundle.image_consts == {}
+  init = jax.tree.map(np.asarray, bundle.image_tower.variables["params"])
+  res = train.train_and_evaluate(cfg, str(tmp_path / "a"))
+  assert np.isfinite(res["scenes/t2i/r@1"]) and np.isfinite(res["scenes/multi/language_bias"])
+  step, full = _final_params(cfg, tmp_path / "a")
+  assert step == 4
+  moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(full["params"]["image_tower"]),
+                                                 jax.tree.leaves(init))]
+  assert sum(moved) > len(moved) // 2  # the tower was trained, not just its head
+  (tmp_path / "a" / "config.json").write_text(cfg.to_json())
+  out = export.export_workdir(str(tmp_path / "a"), str(tmp_path / "export"))
+  variables = traverse_util.unflatten_dict(load_file(str(out / "image_tower.safetensors")), sep="/")
+  corpus = input_pipeline.load_corpus(cfg)
+  pixels = np.stack([images.load(corpus.image(r), bundle.image_tower.preprocess) for r in range(3)])
+  z = np.asarray(bundle.image_tower.module.apply(variables, pixels))
+  head = load_file(str(out / "image_head.safetensors"))
+  z = z @ head["kernel"] + head["bias"]
+  ours = bundle.module.apply({"params": full["params"]}, pixels, method="encode_images")
+  np.testing.assert_allclose(z / np.linalg.norm(z, axis=1, keepdims=True), ours, atol=1e-5)

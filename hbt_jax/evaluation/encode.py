@@ -21,13 +21,17 @@ from hbt_jax.sampler import host_slice
 LEN_STEP = 32
 
 
+def _batch_unit(mesh: Mesh, batch_size: int) -> int:
+  """The batch size rounded down to a multiple of the data-parallel devices and processes."""
+  unit = math.lcm(sharding.data_parallel_size(mesh), jax.process_count())
+  return max(unit, (batch_size // unit) * unit)
+
+
 class Embedder:
   def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 128,
                compiler_options: dict | None = None):
     self.module, self.tokenizer, self.mesh = module, tokenizer, mesh
-    dp = sharding.data_parallel_size(mesh)
-    unit = math.lcm(dp, jax.process_count())
-    self.batch_size = max(unit, (batch_size // unit) * unit)
+    self.batch_size = _batch_unit(mesh, batch_size)
     out = sharding.replicated(mesh)
     self._fns = {m: jax.jit(lambda p, i, k, m=m: module.apply({"params": p}, i, k, True, method=m),
                             out_shardings=out, compiler_options=compiler_options)
@@ -61,4 +65,32 @@ class Embedder:
       if out is None:
         out = np.zeros((len(texts), emb.shape[1]), np.float32)
       out[rows] = emb
+    return out
+
+
+class ImageEmbedder:
+  """Batched, sharded image embeddings of a trainable image tower (two_tower.ImageTextModel's
+  `encode_images`) with the current params. Every process decodes each batch in tf.data (in order,
+  prefetched) and hands over its own slice, as Embedder does with tokens."""
+
+  def __init__(self, module, consts: dict, mesh: Mesh, batch_size: int = 32):
+    self.mesh, self.batch_size = mesh, _batch_unit(mesh, batch_size)
+    self._fn = jax.jit(lambda p, x: module.apply({"params": p, **consts}, x, method="encode_images"),
+                       out_shardings=sharding.replicated(mesh))
+
+  def encode(self, params, paths: Sequence[str], preprocess, desc: str = "images") -> np.ndarray:
+    from hbt_jax.data import images
+    bs = self.batch_size
+    mine = host_slice(bs, jax.process_count(), jax.process_index())
+    out = None
+    batches = images.dataset(paths, preprocess, bs).as_numpy_iterator()
+    for b in tqdm(batches, desc=desc, total=-(-len(paths) // bs), disable=jax.process_index() != 0,
+                  mininterval=5.0):
+      n = len(b["index"])
+      x = np.zeros((bs,) + b["image"].shape[1:], np.float32)  # one shape: one compilation
+      x[:n] = b["image"]
+      emb = np.asarray(self._fn(params, sharding.host_local_to_global({"x": x[mine]}, self.mesh)["x"]))
+      if out is None:
+        out = np.zeros((len(paths), emb.shape[1]), np.float32)
+      out[b["index"]] = emb[:n]
     return out
