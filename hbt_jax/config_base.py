@@ -61,10 +61,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.projection_dim = 0      # > 0: a dense head (loaded from a sentence-transformers Dense
   c.model.projection_activation = "identity"  # module when the checkpoint has one); "tanh" for LaBSE
   c.model.normalize = True
-  c.model.dtype = "float32"     # compute dtype ("bfloat16" on TPU/GPU; on CPUs float32 measured
-                                # faster or level, docs/benchmarks.md)
-  c.model.cpu_dots = "eigen"    # XLA:CPU library for the encoder's matmuls: "eigen" or "ynnpack"
-                                # (XLA's default); eigen measured 1.2-1.4x faster (hbt_jax/xla_options.py)
+  c.model.dtype = "auto"        # compute dtype: "auto" = bfloat16 on GPU/TPU, float32 on CPU (bf16
+                                # measured slower on AVX512_BF16 CPUs, docs/benchmarks.md); or
+                                # "float32" | "bfloat16" | "float16". Parameters stay float32.
+  c.model.cpu_dots = "auto"     # XLA:CPU library for the encoder's matmuls: "auto" (Eigen for
+                                # encoding, XLA's default YNNPACK for the train step: the faster of
+                                # each, measured), "eigen" or "ynnpack" (hbt_jax/xla_options.py)
   c.model.remat = False
   c.model.dropout = -1.0        # -1 = the checkpoint's hidden_dropout_prob
   c.model.attention_dropout = -1.0  # -1 = the checkpoint's attention_probs_dropout_prob

@@ -30,8 +30,8 @@ def validate(cfg) -> None:
     raise ConfigError(str(e)) from None
   if cfg.model.pooling not in ("mean", "cls"):
     raise ConfigError(f"config.model.pooling={cfg.model.pooling!r}; known: mean, cls")
-  if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
-    raise ConfigError(f"config.model.dtype={cfg.model.dtype!r}; known: float32, bfloat16, float16")
+  if cfg.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
+    raise ConfigError(f"config.model.dtype={cfg.model.dtype!r}; known: auto, float32, bfloat16, float16")
   if cfg.model.temperature <= 0:
     raise ConfigError(f"config.model.temperature={cfg.model.temperature} must be positive")
   if cfg.data.hard_negatives < 0:

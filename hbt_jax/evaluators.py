@@ -33,8 +33,7 @@ class LareqaEvaluator:
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     self.name, self.ecfg, self.cfg, self.workdir = name, ecfg, cfg, workdir
     self.every = int(ecfg.every)
-    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
-                                   bundle.compiler_options)
+    self.embedder = encode.Embedder.of(bundle, mesh, ecfg.batch_size)
     self.mesh = mesh
     self.recall_ks = _ints(ecfg.recall_at)
     self._ds = None
@@ -107,8 +106,7 @@ class BeirEvaluator:
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     self.name, self.ecfg, self.cfg, self.workdir, self.mesh = name, ecfg, cfg, workdir, mesh
     self.every = int(ecfg.every)
-    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
-                                   bundle.compiler_options)
+    self.embedder = encode.Embedder.of(bundle, mesh, ecfg.batch_size)
 
   def run(self, params, step: int) -> dict[str, float]:
     m = self.cfg.model
@@ -144,8 +142,7 @@ class ImageTextEvaluator:
     self.name, self.ecfg, self.cfg, self.workdir, self.mesh = name, ecfg, cfg, workdir, mesh
     self.every = int(ecfg.every)
     self.tower = bundle.image_tower
-    self.embedder = encode.Embedder(bundle.module, bundle.tokenizer, mesh, ecfg.batch_size,
-                                   bundle.compiler_options)
+    self.embedder = encode.Embedder.of(bundle, mesh, ecfg.batch_size)
     self.ks = _ints(ecfg.recall_at)
     self.trainable = bundle.module.image_tower is not None
     self._project = jax.jit(

@@ -265,11 +265,19 @@ class DualEncoder(nn.Module):
             self.encode_passage(p_ids, p_mask, deterministic), self.get_temperature())
 
 
+def compute_dtype(name: str) -> str:
+  """config.model.dtype: "auto" is bfloat16 on GPU / TPU and float32 on CPU, where XLA's bf16 matmuls
+  (no AMX) measured slower than its float32 ones (docs/benchmarks.md, CPU speed)."""
+  if name == "auto":
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  return name
+
+
 def encoder_config(model_cfg: Any, hf_config: dict | None) -> EncoderConfig:
   """EncoderConfig from config.model (+ the HF config.json when weights come from a checkpoint)."""
   over = dict(pooling=model_cfg.pooling, projection_dim=model_cfg.projection_dim,
               projection_activation=model_cfg.projection_activation,
-              normalize=model_cfg.normalize, dtype=model_cfg.dtype, remat=model_cfg.remat)
+              normalize=model_cfg.normalize, dtype=compute_dtype(model_cfg.dtype), remat=model_cfg.remat)
   if model_cfg.dropout >= 0:
     over["dropout"] = model_cfg.dropout
   if model_cfg.attention_dropout >= 0:

@@ -26,7 +26,8 @@ class ModelBundle:
   # The trainable image tower's non-parameter variables (batch-norm statistics), as the constant
   # collections every module.apply of the image side takes besides {"params": ...}.
   image_consts: dict = dataclasses.field(default_factory=dict)
-  compiler_options: dict | None = None  # for the jits of the encoder's computations (xla_options)
+  # {"train": ..., "encode": ...}: compiler_options for the encoder's jits (xla_options.py)
+  compiler_options: dict = dataclasses.field(default_factory=dict)
 
 
 def build_model(cfg) -> ModelBundle:

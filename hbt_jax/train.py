@@ -186,7 +186,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
   st_shard = jax.tree.map(lambda x: x.sharding, st)
   step_fn = jax.jit(make_train_step(bundle, tx, cfg, dp), donate_argnums=(0,),
                     out_shardings=(st_shard, sharding.replicated(mesh)),
-                    compiler_options=bundle.compiler_options)
+                    compiler_options=bundle.compiler_options["train"])
   writer = MetricWriter(workdir)
   preempt = _Preemption()
   results, pending, skipped = {}, None, 0

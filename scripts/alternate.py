@@ -26,7 +26,7 @@ import machine_info
 class Variant:
   name: str
   dtype: str = "float32"
-  cpu_dots: str = "eigen"
+  cpu_dots: str = "auto"
   xla_flags: str = ""
 
   @classmethod
@@ -35,7 +35,7 @@ class Variant:
     name, dtype, dots, *rest = head.split(":") + ["", ""]
     if not name or any(rest):
       raise SystemExit(f"--hbt {spec!r}: expected NAME[:DTYPE[:CPU_DOTS]][=XLA_FLAGS]")
-    return cls(name, dtype or default_dtype, dots or "eigen", flags)
+    return cls(name, dtype or default_dtype, dots or "auto", flags)
 
 
 def add_arguments(ap) -> None:
@@ -46,7 +46,7 @@ def add_arguments(ap) -> None:
                        "the XLA_FLAGS of the environment")
   ap.add_argument("--worker", default="", help=argparse_suppress())
   ap.add_argument("--worker_dtype", default="", help=argparse_suppress())
-  ap.add_argument("--worker_cpu_dots", default="eigen", help=argparse_suppress())
+  ap.add_argument("--worker_cpu_dots", default="auto", help=argparse_suppress())
 
 
 def argparse_suppress():

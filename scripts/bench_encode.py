@@ -44,7 +44,7 @@ def bench_hbt(args, sents, ctx):
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
   bundle = state.build_model(cfg)
   params = state.create_train_state(bundle, cfg, mesh, state.make_optimizer(cfg))["params"]
-  emb = encode.Embedder(bundle.module, bundle.tokenizer, mesh, args.batch, bundle.compiler_options)
+  emb = encode.Embedder.of(bundle, mesh, args.batch)
   del jax
   return lambda: emb.encode(params, sents, args.max_len, "passage", pairs=ctx, desc="hbt")
 

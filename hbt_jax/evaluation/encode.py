@@ -37,6 +37,11 @@ class Embedder:
                             out_shardings=out, compiler_options=compiler_options)
                  for m in ("encode_query", "encode_passage")}
 
+  @classmethod
+  def of(cls, bundle, mesh: Mesh, batch_size: int = 128) -> "Embedder":
+    """The embedder of a state.ModelBundle, with its encoding compiler options."""
+    return cls(bundle.module, bundle.tokenizer, mesh, batch_size, bundle.compiler_options.get("encode"))
+
   def encode(self, params, texts: Sequence[str], max_len: int, tower: str = "query",
              pairs: Sequence[str | None] | None = None, prefix: str = "", desc: str = "encode"
              ) -> np.ndarray:
