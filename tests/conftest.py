@@ -47,3 +47,16 @@ def run_cli(args, workdir, timeout=600, extra_env=None):
   env.setdefault("PYTHONPATH", str(ROOT))
   return subprocess.run([sys.executable, "-m", "hbt_jax.main", *args, "--workdir", str(workdir)],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_clip(path):
+  """A random-init HF CLIPModel (32 px, 8 px patches, one layer) saved to `path`."""
+  import torch
+  import transformers
+  torch.manual_seed(0)
+  transformers.CLIPModel(transformers.CLIPConfig(
+      vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=4, intermediate_size=64),
+      text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                       intermediate_size=64), projection_dim=24)).save_pretrained(path)
+  return str(path)

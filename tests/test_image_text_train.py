@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_config
+from conftest import ROOT, load_config, tiny_clip
 from hbt_jax import checkpoints, config_checks, input_pipeline, sharding, state, train
 from hbt_jax.data import captions
 
@@ -145,13 +145,7 @@ def test_hf_clip_vision_tower_as_the_locked_tower(tmp_path):
   from PIL import Image
   from hbt_jax import image_features
   from hbt_jax.data import images
-  torch.manual_seed(0)
-  model = transformers.CLIPModel(transformers.CLIPConfig(
-      vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=4, intermediate_size=64),
-      text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                       intermediate_size=64), projection_dim=24)).eval()
-  model.save_pretrained(tmp_path / "clip")
+  model = transformers.CLIPModel.from_pretrained(tiny_clip(tmp_path / "clip")).eval()
   rng = np.random.default_rng(0)
   paths = []
   for i, (w, h) in enumerate([(40, 60), (64, 32), (32, 32)]):
@@ -245,19 +239,6 @@ def test_data_fraction_and_language_caps_apply_to_captions(cache):
   assert counts["de"] == 5 and counts["ja"] == 3 and counts["en"] == full.counts()["en"]
 
 
-def _tiny_clip(path):
-  """A random-init HF CLIPModel (32 px, 8 px patches, one layer) saved to `path`."""
-  import torch
-  import transformers
-  torch.manual_seed(0)
-  transformers.CLIPModel(transformers.CLIPConfig(
-      vision_config=dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=4, intermediate_size=64),
-      text_config=dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                       intermediate_size=64), projection_dim=24)).save_pretrained(path)
-  return str(path)
-
-
 def test_trainable_tower_pixels_equal_the_locked_features(cache):
   """config.image.trainable=True with EfficientNet-Lite0: at init the pixel path (tower in the
   params, batch-norm statistics as constants) gives what LiT's cached features give, and the pixel
@@ -298,7 +279,7 @@ def test_trainable_vit_tower_trains_evaluates_and_exports(cache, tmp_path):
   from safetensors.numpy import load_file
   from hbt_jax import export
   from hbt_jax.data import images
-  cfg = config(**{"image.trainable": True, "image.tower": _tiny_clip(tmp_path / "clip"),
+  cfg = config(**{"image.trainable": True, "image.tower": tiny_clip(tmp_path / "clip"),
                   "sampler.batch_type": "mixture", "sampler.mixture": "it_mono:1,tt_xy:1"})
   bundle = state.build_model(cfg)
   assert bundle.image_consts == {}

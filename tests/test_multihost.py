@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, tiny_clip
 
 ARGS = ["--config", "configs/tiny.py", "--config.num_steps=6", "--config.log_every=1",
         "--config.checkpoint_every=3"]
@@ -97,10 +97,15 @@ def test_sigterm_to_one_process_stops_all_at_the_same_step(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_image_text_two_processes_match_one_process(tmp_path):
-  """LiT on 2 processes: each computes the image features of its share (then all-gathered), loads
-  its slice of every caption batch, and the losses and evaluation equal one process's."""
+@pytest.mark.parametrize("tower", ["lit", "trainable_vit"])
+def test_image_text_two_processes_match_one_process(tmp_path, tower):
+  """Image–text on 2 processes equals one process (losses, evaluation). LiT: each process computes
+  the image features of its share (then all-gathered) and loads its slice of every caption batch.
+  Trainable tower (a tiny CLIP ViT): each process decodes the pixels of its slice of each batch, and
+  the evaluator its slice of each image batch."""
   args = ["--config", "configs/tiny_image_text.py", "--config.log_every=1"]
+  if tower == "trainable_vit":
+    args += ["--config.image.trainable=True", f"--config.image.tower={tiny_clip(tmp_path / 'clip')}"]
   env = {"HBT_CACHE_DIR": str(tmp_path / "cache")}
   one = tmp_path / "one"
   r = run_cli(args, one, extra_env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
@@ -116,7 +121,8 @@ def test_image_text_two_processes_match_one_process(tmp_path):
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
-  assert "24 computed" in outs[0][1] and "24 computed" in outs[1][1]  # 48 train images, half each
+  if tower == "lit":  # 48 train images, half each
+    assert "24 computed" in outs[0][1] and "24 computed" in outs[1][1]
   np.testing.assert_allclose(_losses(two), _losses(one), atol=1e-5)
   ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
   for k in ("scenes/t2i/r@1", "scenes/i2t/map@100", "scenes/multi/language_bias", "scenes/c2c/map"):
