@@ -2,7 +2,7 @@
 
   python -m hbt_jax.sweep --config configs/hbt_cpu.py:mlqa_r:hybrid --workdir runs/alpha \
       --set sampler.alpha=0,0.25,0.5,0.75,1 --set seed=0,1,2 [--config.num_steps=50 ...]
-      [--print_commands] [--aggregate_only]
+      [--print_commands] [--aggregate_only] [--languages hi,vi]
 
 Runs go one after another in WORKDIR/runs/<key=value__...>/; a finished run (results.json written
 after a successful exit) is skipped, an interrupted one is rerun in its workdir and resumes from its
@@ -10,7 +10,9 @@ checkpoint. `--print_commands` prints one `python -m hbt_jax.main ...` line per 
 or pod scheduler) and runs nothing. After the runs, and alone with `--aggregate_only`, every run's
 results.json goes into WORKDIR/summary.csv (one row per run), summary.md (mean ± std over the swept
 `seed`, per language family / script / resource class) and summary_*.png. A failed run is listed with
-its error. Metric keys are read generically (`DATASET/SETTING/METRIC[/LANG]`), so image–text
+its error. `--languages hi,vi` adds a table per language asked for (a low-resource study): its
+per-language metrics, and for language-pair metrics (cross) the mean over the pairs where it is the
+query language and where it is the pool language. Metric keys are read generically (`DATASET/SETTING/METRIC[/LANG]`), so image–text
 results.json files aggregate the same way.
 """
 from __future__ import annotations
@@ -153,6 +155,37 @@ def group_metrics(metrics: dict[str, float]) -> dict[str, float]:
   return out
 
 
+def pair_metrics(metrics: dict[str, float], langs: list[str]) -> dict[str, float]:
+  """For each language L asked for, the mean of a language-pair metric (DATASET/SETTING/METRIC/Q-P,
+  e.g. xquad_r/cross/map/hi-en) over the pairs with L as the query language (…/query_lang/L) and
+  over those with L as the pool language (…/pool_lang/L)."""
+  sums: dict[str, list[float]] = {}
+  for k, v in metrics.items():
+    parts = k.split("/")
+    if len(parts) != 4 or parts[3].count("-") != 1:
+      continue
+    q, c = parts[3].split("-")
+    if not (_is_lang(q) and _is_lang(c)):
+      continue
+    base = "/".join(parts[:3])
+    for side, lang in (("query_lang", q), ("pool_lang", c)):
+      if lang in langs:
+        sums.setdefault(f"{base}/{side}/{lang}", []).append(v)
+  return {k: float(np.mean(v)) for k, v in sums.items()}
+
+
+def language_keys(metric_keys, langs: list[str]) -> list[str]:
+  """The summary's per-language rows for `langs`: DATASET/SETTING/METRIC/L and the pair means."""
+  out = []
+  for k in sorted(metric_keys):
+    parts = k.split("/")
+    if len(parts) == 4 and (parts[3] in langs or parts[2] in langs):
+      out.append(k)
+    elif len(parts) == 5 and parts[3] in ("query_lang", "pool_lang") and parts[4] in langs:
+      out.append(k)
+  return out
+
+
 def _mean_std(values: list[float]) -> tuple[float, float, int]:
   a = np.asarray([v for v in values if v is not None and math.isfinite(v)], np.float64)
   if a.size == 0:
@@ -160,11 +193,12 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
   return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size)
 
 
-def aggregate(workdir: Path, grid: list[tuple[str, list[str]]]) -> dict:
+def aggregate(workdir: Path, grid: list[tuple[str, list[str]]], langs: list[str] = ()) -> dict:
   points = grid_points(grid)
   rows = collect(workdir, points)
   for r in rows:
     r["metrics"].update(group_metrics(r["metrics"]))
+    r["metrics"].update(pair_metrics(r["metrics"], list(langs)))
   keys = [k for k, _ in grid]
   metric_keys = sorted({k for r in rows for k in r["metrics"]})
   with open(workdir / "summary.csv", "w", newline="", encoding="utf-8") as f:
@@ -181,7 +215,7 @@ def aggregate(workdir: Path, grid: list[tuple[str, list[str]]]) -> dict:
   summary = {g: {m: _mean_std([r["metrics"].get(m) for r in rs if r["status"] == "done"])
                  for m in metric_keys} for g, rs in groups.items()}
   (workdir / "summary.md").write_text(_markdown(workdir, grid, rows, group_keys, summary, heads,
-                                                metric_keys), encoding="utf-8")
+                                                metric_keys, list(langs)), encoding="utf-8")
   _figures(workdir, grid, group_keys, summary, heads)
   return {"rows": rows, "summary": summary, "headline": heads}
 
@@ -194,7 +228,7 @@ def _cell(ms: tuple[float, float, int]) -> str:
   return f"{mean:.{digits}f} ± {std:.{digits}f} ({n})"
 
 
-def _markdown(workdir, grid, rows, group_keys, summary, heads, metric_keys) -> str:
+def _markdown(workdir, grid, rows, group_keys, summary, heads, metric_keys, langs) -> str:
   seeds = dict(grid).get(SEED_KEY, [])
   done = sum(r["status"] == "done" for r in rows)
   lines = [f"# Sweep summary: {workdir}", "",
@@ -226,6 +260,17 @@ def _markdown(workdir, grid, rows, group_keys, summary, heads, metric_keys) -> s
         lines.append("| " + " | ".join(g or ("all",)) + " | " +
                      " | ".join(_cell(s[f"{base}/by_{by}/{lab}"]) for lab in labels) + " |")
       lines.append("")
+  for lang in langs:
+    keys = language_keys(metric_keys, [lang])
+    if not keys:
+      raise SystemExit(f"--languages: no per-language metric for {lang!r} in any run of {workdir}")
+    lines += [f"## {languages.LANGUAGES[languages.ALIASES.get(lang, lang)].name} ({lang})", "",
+              f"| metric \\ {', '.join(group_keys) or 'run'} | " +
+              " | ".join(", ".join(g) or "all" for g in summary) + " |",
+              "|" + "---|" * (1 + len(summary))]
+    lines += ["| " + k + " | " + " | ".join(_cell(s[k]) for s in summary.values()) + " |"
+              for k in keys]
+    lines.append("")
   failed = [r for r in rows if r["status"] != "done"]
   if failed:
     lines += ["## Runs not done", "", "| run | status | error |", "|---|---|---|"]
@@ -291,6 +336,8 @@ def main(argv=None) -> int:
                   help="a swept config key and its values; the grid is the product of all --set")
   ap.add_argument("--print_commands", action="store_true", help="print one command per run, run none")
   ap.add_argument("--aggregate_only", action="store_true", help="summarize finished runs, run none")
+  ap.add_argument("--languages", default="", metavar="L1,L2",
+                  help="add a per-language table for these languages to summary.md")
   args, extra = ap.parse_known_args(argv)
   bad = [a for a in extra if not a.startswith("--config.")]
   if bad:
@@ -317,7 +364,11 @@ def main(argv=None) -> int:
       failed += st["status"] != "done"
       print(f"[{i + 1}/{len(points)}] {run_name(p)}: {st['status']} ({st['seconds']:.0f} s)"
             + (f": {st['error']}" if st["status"] != "done" else ""), flush=True)
-  aggregate(workdir, grid)
+  langs = [x for x in args.languages.split(",") if x]
+  unknown = [x for x in langs if not _is_lang(x)]
+  if unknown:
+    ap.error(f"--languages: {unknown} not in hbt_jax/languages.py")
+  aggregate(workdir, grid, langs)
   print(f"summary: {workdir / 'summary.md'}, {workdir / 'summary.csv'}")
   return 1 if failed else 0
 

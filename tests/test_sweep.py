@@ -81,6 +81,31 @@ def test_per_language_keys_and_group_means():
   assert sweep.headline_keys(m) == ["x/mono/map"]
 
 
+def test_languages_table_for_a_low_resource_study(tmp_path):
+  """--languages hi: per-language rows and, for pair metrics, means over the pairs with hi as the
+  query and as the pool language, mean ± std over seeds."""
+  grid = [("sampler.alpha", ["0", "1"]), ("seed", ["0", "1"])]
+  for p in sweep.grid_points(grid):
+    wd = tmp_path / "runs" / sweep.run_name(p)
+    wd.mkdir(parents=True)
+    a, s = float(p["sampler.alpha"]), float(p["seed"])
+    res = {"x/mono/map": 0.5, "x/mono/map/hi": a + s, "x/mono/map/en": 9.0,
+           "x/cross/map/hi-en": 1 + a, "x/cross/map/hi-de": 3 + a, "x/cross/map/en-hi": 5 + s}
+    (wd / "results.json").write_text(json.dumps(res))
+    (wd / sweep.STATUS).write_text(json.dumps({"status": "done", "command": "x"}))
+  assert sweep.pair_metrics({"x/cross/map/hi-en": 1.0, "x/cross/map/hi-de": 3.0,
+                             "x/cross/map/en-de": 7.0}, ["hi"]) == {"x/cross/map/query_lang/hi": 2.0}
+  out = sweep.aggregate(tmp_path, grid, ["hi"])
+  assert out["summary"][("1",)]["x/cross/map/query_lang/hi"] == (3.0, 0.0, 2)
+  md = (tmp_path / "summary.md").read_text()
+  assert "## Hindi (hi)" in md
+  assert "| x/mono/map/hi | 0.5000 ± 0.7071 (2) | 1.5000 ± 0.7071 (2) |" in md, md
+  assert "| x/cross/map/pool_lang/hi | 5.5000 ± 0.7071 (2) | 5.5000 ± 0.7071 (2) |" in md
+  assert "x/mono/map/en |" not in md
+  with pytest.raises(SystemExit, match="'th'"):
+    sweep.aggregate(tmp_path, grid, ["th"])
+
+
 def test_nested_fractions_and_language_caps(data_dir):
   from hbt_jax import input_pipeline
   from hbt_jax.data import lareqa
