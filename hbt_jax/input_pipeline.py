@@ -48,6 +48,9 @@ def load_corpus(cfg) -> ParallelCorpus:
   corpus = corpus.take(d.max_ids).fraction(d.fraction, d.subset_seed)
   if d.lang_caps:
     corpus = corpus.cap_langs(parse_lang_caps(d.lang_caps), d.subset_seed)
+  if d.max_ids or d.fraction < 1 or d.lang_caps:  # the corpus as built was logged before the cut
+    logging.info("training subset (max_ids=%s, fraction=%s, lang_caps=%r): %s", d.max_ids,
+                 d.fraction, d.lang_caps, corpus.summary())
   return corpus
 
 
