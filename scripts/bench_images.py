@@ -126,11 +126,19 @@ def trainable_step(paths, batch, steps):
                                         "text_mask": np.ones_like(ids)}, mesh)
   st, m = step(st, glob)
   jax.block_until_ready(m)
+  return _timed_steps(step, st, glob, batch, steps)[1]
+
+
+def _timed_steps(step, st, glob, batch, steps, each=None):
+  """(state, pairs/s) of `steps` warm steps on one global batch; `each()` runs before every step."""
+  import jax
   t = time.perf_counter()
   for _ in range(steps):
+    if each is not None:
+      each()
     st, m = step(st, glob)
   jax.block_until_ready(m)
-  return steps * batch / (time.perf_counter() - t)
+  return st, steps * batch / (time.perf_counter() - t)
 
 
 def lit_step(tower, paths, batch, steps):
@@ -147,17 +155,10 @@ def lit_step(tower, paths, batch, steps):
   pixels = np.stack([images.load(p, tower.preprocess) for p in paths[:batch]])
   st, m = step(st, glob)
   jax.block_until_ready((m, forward(pixels)))
-  t = time.perf_counter()
-  for _ in range(steps):
-    st, m = step(st, glob)
-  jax.block_until_ready(m)
-  cached = steps * batch / (time.perf_counter() - t)
-  t = time.perf_counter()
-  for _ in range(steps):
-    jax.block_until_ready(forward(pixels))
-    st, m = step(st, glob)
-  jax.block_until_ready(m)
-  return cached, steps * batch / (time.perf_counter() - t)
+  st, cached = _timed_steps(step, st, glob, batch, steps)
+  _, recompute = _timed_steps(step, st, glob, batch, steps,
+                              each=lambda: jax.block_until_ready(forward(pixels)))
+  return cached, recompute
 
 
 def main():
