@@ -4,7 +4,8 @@ On CPU, XLA (jaxlib 0.10) sends every matmul to YNNPACK by default. Measured her
 (docs/benchmarks.md, "CPU speed"), Eigen's matmuls are faster where the matmuls are large — encoding
 (batches of 128 texts x up to 256 tokens): 1.41x sentence-transformers against 1.20x (MiniLM), 1.36x
 against 1.10x (multilingual-e5-small) — while YNNPACK is as fast or faster for training steps of a
-few thousand tokens (MiniLM 0.92x either way; e5 at batch 32 x 32/64 tokens 1.07x against 0.92x).
+few thousand tokens (2026-12-02, against a handicapped peer: MiniLM 0.92x either way; e5 at
+batch 32 x 32/64 tokens 1.07x against 0.92x).
 So `config.model.cpu_dots="auto"` gives encoding Eigen and leaves the train step to XLA's default;
 "eigen" / "ynnpack" force one library for both. The option is given to those jits only
 (`jax.jit(..., compiler_options=...)`), not through XLA_FLAGS, so it touches no other computation

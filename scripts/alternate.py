@@ -56,7 +56,7 @@ def argparse_suppress():
 
 def variants(args) -> list[Variant]:
   if not args.hbt:
-    return [Variant("hbt", args.dtype, os.environ.get("XLA_FLAGS", ""))]
+    return [Variant("hbt", args.dtype, xla_flags=os.environ.get("XLA_FLAGS", ""))]
   out = [Variant.parse(s, args.dtype) for s in args.hbt]
   if len({v.name for v in out}) != len(out):
     raise SystemExit("--hbt: variant names must differ")

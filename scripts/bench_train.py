@@ -6,10 +6,11 @@
 
 P1: hbt_jax's jitted train step (all-MiniLM-L6-v2, InfoNCE, AdamW) vs sentence-transformers'
 MultipleNegativesRankingLoss on the same model, batch and token lengths (padded to max length),
-forward + backward + AdamW step, torch on the same cores. Every contender runs in its own worker
-process and they alternate in rounds (scripts/alternate.py); the medians are compared: this shared
-machine's speed drifts by +-10 % within minutes. `--hbt` adds hbt_jax variants (compute dtype, XLA
-flags) to the same race.
+the same dropout (the checkpoint's hidden dropout, 0.1; attention dropout `--attention_dropout`,
+default 0 as in the project's CPU configs), forward + backward + AdamW step, torch on the same
+cores. Every contender runs in its own worker process and they alternate in rounds
+(scripts/alternate.py); the medians are compared: this shared machine's speed drifts by +-10 %
+within minutes. `--hbt` adds hbt_jax variants (compute dtype, XLA flags) to the same race.
 P3: the tf.data host pipeline (plan + gather of pretokenized pairs) on one core, vs P1's consumption.
 """
 import pathlib
@@ -34,7 +35,7 @@ def bench_hbt(args):
   cfg = base_config()
   cfg.batch_size, cfg.model.init = args.batch, args.model
   cfg.model.max_query_len, cfg.model.max_passage_len = args.qlen, args.plen
-  cfg.model.attention_dropout = 0.0
+  cfg.model.attention_dropout = args.attention_dropout
   cfg.model.dtype = args.worker_dtype or args.dtype
   cfg.model.cpu_dots = args.worker_cpu_dots
   cfg.optim.warmup_steps = 0
@@ -65,6 +66,9 @@ def bench_st(args):
   from hbt_jax.tokenization import resolve_model_dir
   torch.manual_seed(0)
   model = SentenceTransformer(resolve_model_dir(args.model), device="cpu")
+  for m in model.modules():  # the same attention dropout as hbt_jax's (hidden dropout: the checkpoint's)
+    if type(m).__name__.endswith("SelfAttention"):
+      m.dropout.p = args.attention_dropout
   model.train()
   loss = losses.MultipleNegativesRankingLoss(model)
   opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
@@ -119,6 +123,8 @@ def main():
   ap.add_argument("--qlen", type=int, default=32)
   ap.add_argument("--plen", type=int, default=128)
   ap.add_argument("--steps", type=int, default=4, help="steps per round")
+  ap.add_argument("--attention_dropout", type=float, default=0.0,
+                  help="both sides (the project's CPU training configs use 0; the checkpoints say 0.1)")
   alternate.add_arguments(ap)
   args = ap.parse_args()
   if args.worker:

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hbt_jax import models, sharding
@@ -14,16 +15,45 @@ def _apply(x, rate, seed=0, deterministic=False):
 
 
 def test_dropout_rate_and_scale():
-  x = jnp.ones((64, 128, 385), jnp.float32)  # odd last dim: the 16-bit pairs are cut back
+  x = jnp.ones((64, 128, 385), jnp.float32)
   y = np.asarray(_apply(x, 0.1))
   kept = y != 0
   n = kept.size
   assert abs(kept.mean() - 0.9) < 4 * np.sqrt(0.09 / n)  # 4 sigma of a binomial proportion
-  np.testing.assert_allclose(np.unique(y[kept]), 65536 / round(0.9 * 65536), rtol=1e-6)
+  np.testing.assert_allclose(np.unique(y[kept]), 2**32 / round(0.9 * 2**32), rtol=1e-6)
   assert abs(y.mean() - 1.0) < 4 * np.sqrt(0.1 / 0.9 / n) + 1e-6  # unbiased
   assert not np.array_equal(y, np.asarray(_apply(x, 0.1, seed=1)))
   np.testing.assert_array_equal(np.asarray(_apply(x, 0.1, deterministic=True)), np.asarray(x))
   np.testing.assert_array_equal(np.asarray(_apply(x, 0.0)), np.asarray(x))
+  assert not np.asarray(_apply(x, 1.0)).any()
+
+
+def _corr(a, b):
+  return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_dropout_masks_look_independent():
+  """The hashed masks: no correlation between neighbouring elements, examples, seeds, or the
+  same position of examples (4 sigma of a correlation estimate, 1/sqrt(n)), rate right per example."""
+  x = jnp.ones((256, 64, 96), jnp.float32)
+  keep = np.asarray(_apply(x, 0.5)) != 0
+  keep2 = np.asarray(_apply(x, 0.5, seed=1)) != 0
+  tol = 4 / np.sqrt(keep.size / 2)
+  assert abs(_corr(keep[..., :-1], keep[..., 1:])) < tol  # neighbours along the last axis
+  assert abs(_corr(keep[:, :-1], keep[:, 1:])) < tol      # along the middle axis
+  assert abs(_corr(keep[:-1], keep[1:])) < tol            # the next example, same position
+  assert abs(_corr(keep, keep2)) < tol                    # another seed
+  per_example = keep.reshape(256, -1).mean(1)
+  assert np.abs(per_example - 0.5).max() < 5 * np.sqrt(0.25 / keep[0].size)
+  # pairs of bits: all four patterns equally likely (chi-square, 3 d.o.f., p ~ 1e-6 at 30)
+  pairs = (2 * keep[..., 0::2] + keep[..., 1::2]).ravel()
+  counts = np.bincount(pairs, minlength=4)
+  assert ((counts - pairs.size / 4) ** 2 / (pairs.size / 4)).sum() < 30
+
+
+def test_dropout_rejects_inputs_without_an_example_axis():
+  with pytest.raises(ValueError, match="leading example axis"):
+    _apply(jnp.ones((5,), jnp.float32), 0.1)
 
 
 def test_dropout_mask_is_the_same_under_sharding():
@@ -80,6 +110,25 @@ def test_gelu_gradient_is_exact():
   ref = jax.grad(lambda t: jax.nn.gelu(t, approximate=False).sum())(x)
   np.testing.assert_allclose(ours, ref, atol=1e-6)
   np.testing.assert_allclose(models.gelu_erf(x), jax.nn.gelu(x, approximate=False), atol=1e-6)
+
+
+def test_layer_norm_matches_flax_forward_and_gradients():
+  x = jax.random.normal(jax.random.key(0), (3, 5, 32)) * 4.0 + 2.0
+  ref, ours = nn.LayerNorm(epsilon=1e-6), models.LayerNorm(epsilon=1e-6)
+  params = ref.init(jax.random.key(1), x)
+  assert (jax.tree.map(jnp.shape, nn.unbox(ours.init(jax.random.key(1), x)))
+          == jax.tree.map(jnp.shape, params))
+  params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(2), a.shape), params)
+  w = jax.random.normal(jax.random.key(3), x.shape)  # a loss whose gradient is not constant
+
+  def loss(module):
+    return lambda p, x: (module.apply(p, x) * w).sum() + (module.apply(p, x) ** 2).sum()
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), atol=1e-5)
+  got, want = (jax.grad(loss(m), argnums=(0, 1))(params, x) for m in (ours, ref))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5), got, want)
+  half = models.LayerNorm(epsilon=1e-6, dtype=jnp.bfloat16).apply(params, x.astype(jnp.bfloat16))
+  assert half.dtype == jnp.bfloat16
+  np.testing.assert_allclose(half.astype(jnp.float32), ref.apply(params, x), atol=0.05)
 
 
 def test_cpu_dots_option_reaches_the_compiled_step():
