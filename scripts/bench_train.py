@@ -66,9 +66,12 @@ def bench_st(args):
   from hbt_jax.tokenization import resolve_model_dir
   torch.manual_seed(0)
   model = SentenceTransformer(resolve_model_dir(args.model), device="cpu")
-  for m in model.modules():  # the same attention dropout as hbt_jax's (hidden dropout: the checkpoint's)
-    if type(m).__name__.endswith("SelfAttention"):
-      m.dropout.p = args.attention_dropout
+  # The same attention dropout as hbt_jax's (hidden dropout: the checkpoint's, on both sides).
+  attention = [m for m in model.modules() if type(m).__name__.endswith("SelfAttention")]
+  if not attention:  # else torch would keep the checkpoint's rate and the race would be unfair
+    raise SystemExit(f"--attention_dropout: no *SelfAttention module in {args.model}")
+  for m in attention:
+    m.dropout.p = args.attention_dropout
   model.train()
   loss = losses.MultipleNegativesRankingLoss(model)
   opt = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
