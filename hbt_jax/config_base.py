@@ -22,6 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.sharding_rules = ()         # logical-axis rules, e.g. (("embed", "fsdp"),); () = default
   c.eval_only = False           # evaluate the model (pretrained or latest checkpoint), no training
   c.restore_from = ""           # another workdir whose latest checkpoint gives the params (eval)
+  c.compilation_cache = ""      # JAX's persistent compilation cache: "" = $HBT_CACHE_DIR/jax_compilation
+                                # (~/.cache/hbt_jax/jax_compilation), a folder, or "off"
   c.task = "text"               # "text" (query -> passage) | "image_text" (captions + an image
                                 # tower, locked (LiT) or trainable; see config.image)
 
@@ -41,6 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.lenient = False        # skip (count, log) malformed JSONL lines instead of failing
   c.data.min_langs_per_id = 1   # JSONL: an id with fewer languages is an error (2 = strictly parallel)
   c.data.passage_context = True  # encode the passage with its context (paragraph) as 2nd segment
+  c.data.pipeline = "auto"      # host batches: "tf.data" | "threads" (no TensorFlow) | "auto" =
+                                # tf.data where TensorFlow imports, else threads (same batches)
   c.data.hard_negatives = 0     # hard negatives per pair (from the data's "negatives")
 
   c.sampler = ml_collections.ConfigDict()
@@ -155,13 +159,16 @@ def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 
 
 def image_text_eval(dataset: str, every: int = 0, data_dir: str = "", image_dir: str = "",
                     files: str = "", langs: str = "", max_images: int = 0, num_images: int = 200,
-                    split: str = "test", batch_size: int = 128, max_caption_len: int = 64
-                    ) -> ml_collections.ConfigDict:
+                    split: str = "test", batch_size: int = 128, max_caption_len: int = 64,
+                    save_embeddings: bool = False) -> ml_collections.ConfigDict:
   """An evaluator entry for multilingual image–text retrieval (XTD10, XM3600, Multi30K, a caption
   JSONL or the synthetic scenes; hbt_jax/evaluation/image_text_eval.py): t2i / i2t R@1/5/10 and
   mAP@100 per language, a multilingual caption pool with language bias, caption->caption pairs.
-  `max_images` keeps the first N images (0 = all); `num_images` / `split` are for synthetic_scenes."""
+  `max_images` keeps the first N images (0 = all); `num_images` / `split` are for synthetic_scenes.
+  `save_embeddings` writes each evaluation's image and caption embeddings to
+  WORKDIR/NAME_embeddings.npz (the last one stays)."""
   return ml_collections.ConfigDict(dict(
       type="image_text", dataset=dataset, every=every, data_dir=data_dir, image_dir=image_dir,
       files=files, langs=langs, max_images=max_images, num_images=num_images, split=split,
-      batch_size=batch_size, max_caption_len=max_caption_len, recall_at="1,5,10"))
+      batch_size=batch_size, max_caption_len=max_caption_len, recall_at="1,5,10",
+      save_embeddings=save_embeddings))

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 from hbt_jax import sampler as sampler_lib
-
-
-class ConfigError(ValueError):
-  pass
+from hbt_jax.errors import ConfigError  # noqa: F401 - raised here; callers import it from here
 
 
 def validate(cfg) -> None:
@@ -36,6 +33,50 @@ def validate(cfg) -> None:
     raise ConfigError(f"config.model.temperature={cfg.model.temperature} must be positive")
   if cfg.data.hard_negatives < 0:
     raise ConfigError(f"config.data.hard_negatives={cfg.data.hard_negatives} must be >= 0")
+  for key, ok, rule in _RANGES:
+    value = cfg
+    for part in key.split("."):
+      value = value[part]
+    if not ok(value):
+      raise ConfigError(f"config.{key}={value!r} {rule}")
+  from hbt_jax.input_pipeline import PIPELINES
+  if cfg.data.pipeline not in PIPELINES:
+    raise ConfigError(f"config.data.pipeline={cfg.data.pipeline!r}; known: {', '.join(PIPELINES)}")
+  if cfg.optim.schedule not in ("linear", "cosine", "constant"):
+    raise ConfigError(f"config.optim.schedule={cfg.optim.schedule!r}; known: linear, cosine, constant")
+  for name, ecfg in cfg.evals.items():
+    for key in ("every", "batch_size", "max_questions", "max_images"):
+      if key in ecfg and (ecfg[key] < 0 or key == "batch_size" and ecfg[key] == 0):
+        raise ConfigError(f"config.evals.{name}.{key}={ecfg[key]} must be "
+                          f"{'positive' if key == 'batch_size' else '>= 0'}")
+
+
+# (key, test, what the value must be): plain range checks, made before any work starts.
+_RANGES = (
+    ("optim.lr", lambda v: v >= 0, "must be >= 0 (0 freezes the weights)"),
+    ("optim.weight_decay", lambda v: v >= 0, "must be >= 0"),
+    ("optim.warmup_steps", lambda v: v >= 0, "must be >= 0"),
+    ("optim.b1", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("optim.b2", lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    ("optim.eps", lambda v: v > 0, "must be positive"),
+    ("optim.end_lr_factor", lambda v: v >= 0, "must be >= 0"),
+    ("optim.grad_clip", lambda v: v >= 0, "must be >= 0 (0 = no clipping)"),
+    ("data.max_ids", lambda v: v >= 0, "must be >= 0 (0 = all)"),
+    ("data.fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("data.min_langs_per_id", lambda v: v >= 1, "must be >= 1"),
+    ("data.num_images", lambda v: v > 0, "must be positive"),
+    ("sampler.lang_sampling_power", lambda v: v >= 0, "must be >= 0"),
+    ("model.max_query_len", lambda v: v > 0, "must be positive"),
+    ("model.max_passage_len", lambda v: v > 0, "must be positive"),
+    ("model.projection_dim", lambda v: v >= 0, "must be >= 0 (0 = no projection)"),
+    ("model.dropout", lambda v: v == -1 or 0 <= v < 1, "must be in [0, 1), or -1 (the checkpoint's)"),
+    ("model.attention_dropout", lambda v: v == -1 or 0 <= v < 1,
+     "must be in [0, 1), or -1 (the checkpoint's)"),
+    ("loss.grad_cache_chunk", lambda v: v >= 0, "must be >= 0 (0 = off)"),
+    ("image.batch_size", lambda v: v > 0, "must be positive"),
+    ("image.proj_dim", lambda v: v >= 0, "must be >= 0"),
+    ("image.head_lr_multiplier", lambda v: v > 0, "must be positive"),
+)
 
 
 def _validate_image_text(cfg) -> None:
@@ -55,6 +96,9 @@ def _validate_image_text(cfg) -> None:
 
 
 def check_batch_divisible(cfg, data_parallel: int, processes: int) -> None:
+  if cfg.batch_size < data_parallel:
+    raise ConfigError(f"config.batch_size={cfg.batch_size} is smaller than the mesh's {data_parallel} "
+                      "data-parallel devices: every device needs at least one pair (config.mesh)")
   if cfg.batch_size % data_parallel:
     raise ConfigError(f"config.batch_size={cfg.batch_size} must divide by the mesh's data-parallel "
                       f"size {data_parallel} (config.mesh)")

@@ -23,6 +23,7 @@ from hbt_jax import sharding
 from hbt_jax.data.corpus import DataError
 from hbt_jax.data.text_io import read_lines
 from hbt_jax.evaluation import encode, lareqa_eval, metrics, report, search
+from hbt_jax.errors import ConfigError
 
 
 def _ints(spec) -> tuple[int, ...]:
@@ -138,7 +139,7 @@ class ImageTextEvaluator:
 
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     if bundle.image_tower is None:
-      raise ValueError(f"config.evals.{name}: type='image_text' needs config.task='image_text'")
+      raise ConfigError(f"config.evals.{name}: type='image_text' needs config.task='image_text'")
     self.name, self.ecfg, self.cfg, self.workdir, self.mesh = name, ecfg, cfg, workdir, mesh
     self.every = int(ecfg.every)
     self.tower = bundle.image_tower
@@ -185,6 +186,9 @@ class ImageTextEvaluator:
     cap = self.embedder.encode(params, texts, self.ecfg.max_caption_len, "query",
                                prefix=self.cfg.model.query_prefix, desc=f"{self.name} captions")
     t1 = time.time()
+    if self.ecfg.get("save_embeddings") and jax.process_index() == 0:
+      np.savez(Path(self.workdir) / f"{self.name}_embeddings.npz", images=img, captions=cap,
+               caption_image=cap_image, caption_lang=cap_lang, langs=np.array(corpus.langs), step=step)
     res = image_text_eval.evaluate(img, cap, cap_image, cap_lang, corpus.langs,
                                    self.mesh, self.ks)
     timing = {"encode": t1 - t0, "search+metrics": time.time() - t1}
@@ -206,14 +210,14 @@ def _check_lengths(name, ecfg, bundle):
                                          if bundle.enc_cfg.arch == "xlm-roberta" else 0)
   for key in ("max_query_len", "max_candidate_len", "max_caption_len"):
     if key in ecfg and ecfg[key] > limit:
-      raise ValueError(f"config.evals.{name}.{key}={ecfg[key]} exceeds the model's {limit} positions")
+      raise ConfigError(f"config.evals.{name}.{key}={ecfg[key]} exceeds the model's {limit} positions")
 
 
 def from_config(cfg, bundle, mesh, workdir) -> list:
   evals = []
   for name, ecfg in cfg.evals.items():
     if ecfg.type not in _TYPES:
-      raise ValueError(f"config.evals.{name}.type={ecfg.type!r}; known: {sorted(_TYPES)}")
+      raise ConfigError(f"config.evals.{name}.type={ecfg.type!r}; known: {sorted(_TYPES)}")
     _check_lengths(name, ecfg, bundle)
     evals.append(_TYPES[ecfg.type](name, ecfg, cfg, bundle, mesh, workdir))
   return evals

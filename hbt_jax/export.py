@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hbt_jax import hf_io, models
+from hbt_jax.errors import CheckpointError
 
 _ST_DENSE_IDENTITY = "torch.nn.modules.linear.Identity"
 
@@ -123,16 +124,16 @@ def export_workdir(workdir: str, out_dir: str, step: int | None = None, tower: s
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
   bundle = state.build_model(cfg)
   tx = state.make_optimizer(cfg)
-  st = state.create_train_state(bundle, cfg, mesh, tx)
+  st = state.abstract_train_state(bundle, cfg, mesh, tx)  # restored into; nothing initialised
   mngr = checkpoints.manager(workdir, cfg)
   if step is not None:
     mngr_steps = mngr.all_steps()
     if step not in mngr_steps:
-      raise FileNotFoundError(f"{workdir}: no checkpoint of step {step} (have {list(mngr_steps)})")
+      raise CheckpointError(f"{workdir}: no checkpoint of step {step} (have {list(mngr_steps)})")
   restored = checkpoints.restore_latest(mngr, st, only_step=step)
   mngr.close()
   if restored is None:
-    raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to export")
+    raise CheckpointError(f"{workdir}/checkpoints: no checkpoint to export")
   params = jax.tree.map(np.asarray, restored[0]["params"])
   prompts = {"query": cfg.model.query_prefix, "passage": cfg.model.passage_prefix}
   out = export(params, bundle.enc_cfg, bundle.tokenizer, out_dir, tower,
@@ -169,10 +170,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import flags
+  from hbt_jax import cli
   flags.DEFINE_string("workdir", None, "a training run's workdir")
   flags.DEFINE_string("out", None, "output directory (HF + sentence-transformers)")
   flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
   flags.DEFINE_enum("tower", "query", ["query", "passage"], "which tower (separate towers)")
   flags.mark_flags_as_required(["workdir", "out"])
-  app.run(main)
+  cli.run(main)

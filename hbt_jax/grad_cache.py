@@ -14,6 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
+from hbt_jax.errors import ConfigError
 
 
 def to_chunks(x, shards: int, chunk: int):
@@ -21,7 +22,7 @@ def to_chunks(x, shards: int, chunk: int):
   b = x.shape[0]
   per = b // shards
   if per % chunk:
-    raise ValueError(f"config.loss.grad_cache_chunk={chunk} must divide the per-shard batch {per}")
+    raise ConfigError(f"config.loss.grad_cache_chunk={chunk} must divide the per-shard batch {per}")
   n = per // chunk
   y = x.reshape((shards, n, chunk) + x.shape[1:])
   return jnp.swapaxes(y, 0, 1).reshape((n, shards * chunk) + x.shape[1:])

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hbt_jax import tokenization
+from hbt_jax.errors import CheckpointError
 
 _PREFIXES = ("bert.", "roberta.", "model.", "xlm_roberta.")
 _IGNORED = re.compile(r"^(pooler\..*|embeddings\.position_ids|lm_head\..*|cls\..*)$")
@@ -28,7 +29,7 @@ _LAYER = {
 _LEAF = {"weight": "kernel", "bias": "bias", "gamma": "scale", "beta": "bias"}
 
 
-class CheckpointImportError(ValueError):
+class CheckpointImportError(CheckpointError):
   pass
 
 
@@ -107,8 +108,8 @@ def read_tensors(model_dir: Path, allow_pickle: bool = False) -> dict[str, np.nd
     if not allow_pickle:
       raise CheckpointImportError(f"{binf}: pickle checkpoints can run code when loaded; convert it to "
                                   "safetensors or set config.model.allow_pickle=True")
-    import torch
-    return {k: v.float().numpy() for k, v in torch.load(binf, map_location="cpu").items()}
+    from hbt_jax import torch_pickle  # a restricted unpickler: tensors only, no torch needed
+    return {k: v.astype(np.float32) for k, v in torch_pickle.load_state_dict(binf).items()}
   raise CheckpointImportError(f"{model_dir}: no model.safetensors (or pytorch_model.bin)")
 
 

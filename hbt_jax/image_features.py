@@ -91,7 +91,7 @@ def default_cache_dir() -> Path:
 def _compute(tower: ImageTower, paths: Sequence[str], batch_size: int) -> np.ndarray:
   fn = jax.jit(lambda x: tower.module.apply(tower.variables, x))
   out = np.zeros((len(paths), tower.dim), np.float32)
-  for b in images.dataset(paths, tower.preprocess, batch_size).as_numpy_iterator():
+  for b in images.batches(paths, tower.preprocess, batch_size):
     n = len(b["index"])
     x = np.zeros((batch_size,) + b["image"].shape[1:], np.float32)  # one shape: one compilation
     x[:n] = b["image"]

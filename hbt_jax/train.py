@@ -12,7 +12,7 @@ from jax import lax
 import optax
 from tqdm import tqdm
 
-from hbt_jax import (checkpoints, config_checks, evaluators, grad_cache, image_features,
+from hbt_jax import (checkpoints, compile_cache, config_checks, evaluators, grad_cache, image_features,
                      input_pipeline, losses, sharding, state, two_tower)
 from hbt_jax.metric_writers import MetricWriter
 from hbt_jax.sampler import BATCH_TYPES
@@ -136,8 +136,43 @@ class _Preemption:
     signal.signal(signal.SIGTERM, self._old)
 
 
+class _Startup:
+  """Wall time from the trainer's start to the end of the first step, by phase; logged, and written
+  to WORKDIR/startup.json (scripts/bench_startup.py reads it)."""
+
+  def __init__(self):
+    self.t0 = self.last = time.perf_counter()
+    self.phases: dict[str, float] = {}
+    self.compiles_before = len(compile_cache.compiles())
+
+  def mark(self, phase: str) -> None:
+    now = time.perf_counter()
+    self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
+    self.last = now
+
+  def first_step_done(self, workdir: str) -> None:
+    import json
+    import os
+    self.mark("first_step")
+    compiles = compile_cache.compiles()[self.compiles_before:]
+    step = [c for c in compiles if c.name == "jit(train_step)"]
+    out = {"total_s": self.last - self.t0, **{f"{k}_s": v for k, v in self.phases.items()},
+           "step_compile_s": sum(c.seconds for c in step),
+           "step_from_cache": bool(step) and all(c.from_cache for c in step),
+           "compiles": [[c.name, round(c.seconds, 4), c.from_cache] for c in compiles],
+           "end_unix_time": time.time()}
+    logging.info("time to first step %.1f s (%s; train step compile %.1f s%s)", out["total_s"],
+                 ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items()), out["step_compile_s"],
+                 ", from the persistent cache" if out["step_from_cache"] else "")
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "startup.json"), "w") as f:
+        json.dump(out, f, indent=1)
+
+
 def train_and_evaluate(cfg, workdir: str) -> dict:
   config_checks.validate(cfg)
+  compile_cache.setup(cfg.compilation_cache)
+  startup = _Startup()
   mesh = sharding.make_mesh(cfg.mesh.to_dict())
   dp = sharding.data_parallel_size(mesh)
   config_checks.check_batch_divisible(cfg, dp, jax.process_count())
@@ -149,22 +184,30 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     config_checks.check_corpus(cfg, corpus)
     input_pipeline.make_sampler(cfg, corpus)  # batch size vs. ids per language, named errors
 
+  startup.mark("data")
   bundle = state.build_model(cfg)
+  startup.mark("model_build")
   evals = evaluators.from_config(cfg, bundle, mesh, workdir)
+  startup.mark("evaluators")
   tx = state.make_optimizer(cfg)
-  st = state.create_train_state(bundle, cfg, mesh, tx)
+  # A checkpoint restores straight into the state's shardings; only a fresh run creates the state
+  # (pretrained weights loaded, the rest initialised).
+  abstract = state.abstract_train_state(bundle, cfg, mesh, tx)
   mngr = checkpoints.manager(workdir, cfg)
-  restored = checkpoints.restore_latest(mngr, st)
+  restored = checkpoints.restore_latest(mngr, abstract)
   start = 0
   if restored is not None:
     st, start, _ = restored
   elif cfg.restore_from:
     other = checkpoints.manager(cfg.restore_from, cfg)
-    found = checkpoints.restore_latest(other, st)
+    found = checkpoints.restore_latest(other, abstract)
     other.close()
     if found is None:
-      raise FileNotFoundError(f"config.restore_from={cfg.restore_from!r}: no checkpoint there")
-    st["params"] = found[0]["params"]  # weights only: optimizer and sampler start fresh
+      raise config_checks.ConfigError(f"config.restore_from={cfg.restore_from!r}: no checkpoint there")
+    st = state.fresh_state(found[0]["params"], tx, abstract)  # weights only: optimizer and sampler start fresh
+  else:
+    st = state.create_train_state(bundle, cfg, mesh, tx)
+  startup.mark("params")
   if cfg.eval_only:
     results = evaluators.run_all(evals, st["params"], int(st["step"]))
     mngr.close()
@@ -181,8 +224,9 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     tokens = input_pipeline.tokenize_corpus(corpus, bundle.tokenizer, cfg)
   sampler = input_pipeline.make_sampler(cfg, corpus, tokens)
   batches = input_pipeline.HostBatches(sampler, tokens, jax.process_count(), jax.process_index(),
-                                       start, cfg.num_steps)
+                                       start, cfg.num_steps, pipeline=cfg.data.pipeline)
 
+  startup.mark("batches")
   st_shard = jax.tree.map(lambda x: x.sharding, st)
   step_fn = jax.jit(make_train_step(bundle, tx, cfg, dp), donate_argnums=(0,),
                     out_shardings=(st_shard, sharding.replicated(mesh)),
@@ -198,6 +242,9 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
       host = next(batches)
       batch = sharding.host_local_to_global(input_pipeline.model_inputs(cfg, host), mesh)
       st, metrics = step_fn(st, batch)
+      if step == start:
+        jax.block_until_ready(metrics)
+        startup.first_step_done(workdir)
       # Check the previous step's flag now, so the host never waits for the step just dispatched.
       if pending is not None:
         skipped += _check_finite(pending, cfg)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hbt_jax import image_models
+from hbt_jax.errors import CheckpointError, ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TextTowerConfig:
     mt = hf.get("model_type", "")
     layout = "siglip" if mt.startswith("siglip") else "clip" if mt.startswith("clip") else None
     if layout is None:
-      raise ValueError(f"unsupported text checkpoint model_type={mt!r}; known: clip, siglip")
+      raise CheckpointError(f"unsupported text checkpoint model_type={mt!r}; known: clip, siglip")
     t = hf.get("text_config", hf)
     return cls(layout=layout, vocab_size=t["vocab_size"], max_position=t["max_position_embeddings"],
                hidden_size=t["hidden_size"], num_layers=t["num_hidden_layers"],
@@ -236,7 +237,7 @@ def image_text_loss(name: str, za: jax.Array, zb: jax.Array, scale: jax.Array, b
   """(loss, aux) for a batch whose row i of `za` matches row i of `zb` (image–caption or
   caption–caption), over the global batch."""
   if name not in LOSSES:
-    raise ValueError(f"config.image.loss={name!r}; known: {sorted(LOSSES)}")
+    raise ConfigError(f"config.image.loss={name!r}; known: {sorted(LOSSES)}")
   loss = clip_loss(za, zb, scale) if name == "clip" else siglip_loss(za, zb, scale, bias)
   acc = jnp.mean(jnp.argmax(za @ zb.T, axis=1) == jnp.arange(za.shape[0]))
   return loss, {"loss": loss, "accuracy": acc, "temperature": 1.0 / scale}
@@ -266,7 +267,7 @@ def from_hf(model_dir, tensors: dict[str, np.ndarray] | None = None):
   for ours, theirs in (("log_scale", "logit_scale"), ("bias", "logit_bias")):
     if ours in template:
       if theirs not in tensors:
-        raise ValueError(f"{src}: {theirs} is missing from the checkpoint")
+        raise CheckpointError(f"{src}: {theirs} is missing from the checkpoint")
       params[ours] = np.asarray(tensors[theirs], np.float32).reshape(())
   return module, params
 

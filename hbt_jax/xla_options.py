@@ -15,6 +15,7 @@ blocks) and needs nothing set before JAX starts. GPUs and TPUs get no option.
 from __future__ import annotations
 
 import jax
+from hbt_jax.errors import ConfigError
 
 CPU_DOTS = ("auto", "eigen", "ynnpack")
 PURPOSES = ("train", "encode")
@@ -25,7 +26,7 @@ EIGEN = {"xla_cpu_experimental_ynn_fusion_type": ""}
 def encoder_compiler_options(cpu_dots: str) -> dict[str, dict | None]:
   """{purpose: compiler_options or None} for the jits of the train step and of encoding."""
   if cpu_dots not in CPU_DOTS:
-    raise ValueError(f"config.model.cpu_dots={cpu_dots!r}; known: {', '.join(CPU_DOTS)}")
+    raise ConfigError(f"config.model.cpu_dots={cpu_dots!r}; known: {', '.join(CPU_DOTS)}")
   if jax.default_backend() != "cpu":
     return dict.fromkeys(PURPOSES)
   library = {"train": "ynnpack" if cpu_dots == "auto" else cpu_dots,

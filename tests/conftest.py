@@ -40,6 +40,10 @@ def load_config(name: str, arg=None, **overrides):
   return cfg
 
 
+# Environment of a subprocess that cannot import TensorFlow (tests/no_tensorflow/sitecustomize.py).
+WITHOUT_TENSORFLOW = {"PYTHONPATH": f"{ROOT / 'tests' / 'no_tensorflow'}{os.pathsep}{ROOT}"}
+
+
 def run_cli(args, workdir, timeout=600, extra_env=None):
   """python -m hbt_jax.main ... in a subprocess; returns CompletedProcess."""
   import subprocess

@@ -44,10 +44,12 @@ def test_bad_files_are_named(tmp_path):
   for name in ("truncated.jpg", "text.jpg", "absent.jpg"):
     with pytest.raises(DataError, match=name):
       images.decode_rgb(tmp_path / name)
-  # Inside tf.data the error still names the file.
-  ds = images.dataset([str(good), str(trunc)], images.Preprocess(size=32), batch_size=2)
-  with pytest.raises(Exception, match="truncated.jpg"):
-    list(ds.as_numpy_iterator())
+  # Inside tf.data, and on the TF-free threads, the error still names the file.
+  for pipeline in ("tf.data", "threads"):
+    batches = images.batches([str(good), str(trunc)], images.Preprocess(size=32), batch_size=2,
+                             pipeline=pipeline)
+    with pytest.raises(Exception, match="truncated.jpg"):
+      list(batches)
 
 
 def test_preprocess_crop_and_normalize(tmp_path):
@@ -64,18 +66,20 @@ def test_preprocess_crop_and_normalize(tmp_path):
   assert images.Preprocess(size=224).key() != images.Preprocess(size=256).key()
 
 
-def test_dataset_is_ordered_and_sharded_over_hosts(tmp_path):
+@pytest.mark.parametrize("pipeline", ["tf.data", "threads"])
+def test_batches_are_ordered_and_sharded_over_hosts(tmp_path, pipeline):
   paths = [str(_save(tmp_path, f"{i}.png", "RGB", size=(20 + i, 20), color=(i * 20, 0, 0)))
            for i in range(7)]
   spec = images.Preprocess(size=16, resize="squash")
-  one = [b for b in images.dataset(paths, spec, batch_size=3).as_numpy_iterator()]
+  one = list(images.batches(paths, spec, batch_size=3, pipeline=pipeline))
+  assert [len(b["index"]) for b in one] == [3, 3, 1]
   idx = np.concatenate([b["index"] for b in one])
   assert idx.tolist() == list(range(7))
   full = np.concatenate([b["image"] for b in one])
   np.testing.assert_allclose(full[:, 0, 0, 0], [(i * 20 / 255 - 0.5) / 0.5 for i in range(7)], atol=1e-5)
   seen = []
   for host in range(2):
-    for b in images.dataset(paths, spec, batch_size=2, num_hosts=2, host=host).as_numpy_iterator():
+    for b in images.batches(paths, spec, batch_size=2, num_hosts=2, host=host, pipeline=pipeline):
       np.testing.assert_array_equal(b["image"], full[b["index"]])
       seen += b["index"].tolist()
   assert sorted(seen) == list(range(7))

@@ -1,6 +1,7 @@
 """Preemption, crash resume, corrupted checkpoints, non-finite losses and bad configs (tiny config)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, WITHOUT_TENSORFLOW, run_cli
 
 def _no_eval(extra=()):
   # The tiny config's evaluator is not what these tests are about; drop it to save time.
@@ -25,8 +26,8 @@ def _params(wd: Path, step: int):
           jax.tree_util.tree_leaves_with_path(tree["params"])}
 
 
-def _start(args, wd):
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _start(args, wd, extra_env=None):
+  env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
   return subprocess.Popen([sys.executable, "-m", "hbt_jax.main", *args, "--workdir", str(wd)],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -47,21 +48,32 @@ def _wait_for_step(wd, step, proc, timeout=300):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_equals_uninterrupted_run(data_dir, tmp_path):
-  steps = ["--config.num_steps=40", "--config.log_every=1", "--config.checkpoint_every=10"]
+  """The reference trains with tf.data; the killed run and its rerun cannot import TensorFlow (the
+  thread pipeline): same params and losses. All three share a fresh compilation cache: the rerun
+  loads the train step the reference compiled."""
+  steps = ["--config.num_steps=40", "--config.log_every=1", "--config.checkpoint_every=10",
+           f"--config.compilation_cache={tmp_path / 'jax_cache'}"]
   ref = tmp_path / "ref"
   r = run_cli([*_no_eval(steps)], ref)
   assert r.returncode == 0, r.stderr[-2000:]
+  assert re.search(r"compiled jit\(train_step\) in [\d.]+ s \(compiled anew\)", r.stderr)
   wd = tmp_path / "killed"
-  p = _start(_no_eval(steps), wd)
+  p = _start(_no_eval(steps), wd, WITHOUT_TENSORFLOW)
   _wait_for_step(wd, 25, p)
   p.send_signal(signal.SIGKILL)
   p.wait(60)
-  r = run_cli(_no_eval(steps), wd)
+  r = run_cli(_no_eval(steps), wd, extra_env=WITHOUT_TENSORFLOW)
   assert r.returncode == 0, r.stderr[-2000:]
   assert "restored checkpoint of step" in r.stderr
+  assert "TensorFlow is not importable: host batches come from prefetching threads" in r.stderr
+  assert re.search(r"compiled jit\(train_step\) in [\d.]+ s \(from the persistent cache\)", r.stderr)
   a, b = _params(ref, 40), _params(wd, 40)
   assert a.keys() == b.keys()
   assert max(float(np.abs(a[k] - b[k]).max()) for k in a) <= 1e-6
+  last = {x["step"]: x["loss"] for x in map(json.loads, (wd / "metrics.jsonl").read_text().splitlines())}
+  want = {x["step"]: x["loss"] for x in map(json.loads, (ref / "metrics.jsonl").read_text().splitlines())}
+  assert sorted(last) == sorted(want) == list(range(1, 41))
+  np.testing.assert_allclose([last[k] for k in sorted(last)], [want[k] for k in sorted(want)], atol=1e-5)
 
 
 @pytest.mark.slow
@@ -115,15 +127,25 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path
     ("--config.data.langs=en,xx", r"config.data.langs: languages \['xx'\] are not in the data"),
     ("--config.batch_size=400", "config.batch_size=400 is larger than"),
     ("--config.sampler.batch_type=xx", "config.sampler.batch_type='xx'"),
-    ("--config.nan_policy=ignore", "config.nan_policy='ignore'"),
-    ("--config.data.source=csv", "config.data.source='csv'"),
+    ("--config.optim.lr=-1", r"config.optim.lr=-1.0 must be >= 0"),
+    ("--config.sampler.alpah=0.3", r"--config.sampler.alpah=0.3: no such config key \(Did you mean \"alpha\""),
+    ("--config.data.data_dir=/nonexistent", "/nonexistent/lareqa/mlqa-r/ar.json: missing"),
+    ("--config=configs/nope.py", "--config: no such config file: configs/nope.py"),
 ])
-def test_config_errors_name_the_key(data_dir, tmp_path, override, message):
+def test_config_errors_are_one_line_naming_the_key(data_dir, tmp_path, override, message):
+  """A user's mistake: `error: ...` on one line, exit status 2, no traceback."""
   r = run_cli(_no_eval([override]), tmp_path / "x", timeout=300,
               extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-  assert r.returncode != 0
-  import re
-  assert re.search(message, r.stderr), r.stderr[-1500:]
+  assert r.returncode == 2, r.stderr[-1500:]
+  errors = [l for l in r.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-1500:]
+  assert re.search(message, errors[0]), errors[0]
+
+
+def test_traceback_flag_shows_the_stack(tmp_path):
+  r = run_cli(_no_eval(["--config.optim.lr=-1", "--traceback"]), tmp_path / "x", timeout=300)
+  assert r.returncode == 1 and "Traceback (most recent call last)" in r.stderr
+  assert "ConfigError: config.optim.lr=-1.0 must be >= 0" in r.stderr
 
 
 @pytest.mark.slow

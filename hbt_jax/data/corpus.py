@@ -13,9 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Malformed input data; the message names the file and line (or record)."""
+from hbt_jax.errors import DataError  # noqa: F401 - malformed input data; the message names the file and line
 
 
 @dataclasses.dataclass(frozen=True)

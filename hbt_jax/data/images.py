@@ -1,10 +1,11 @@
-"""Images: decode to RGB, resize / crop / normalize per tower, as a deterministic tf.data pipeline.
+"""Images: decode to RGB, resize / crop / normalize per tower, in a deterministic batched pipeline.
 
-Decoding goes through Pillow inside tf.data (`tf.numpy_function`), so every mode a photo collection
-holds is converted rather than rejected (grayscale, grayscale + alpha, RGBA and palette images with
+Decoding goes through Pillow — inside tf.data (`tf.numpy_function`) where TensorFlow imports, else on
+prefetching threads (input_pipeline.choose_pipeline) — so every mode a photo collection holds is
+converted rather than rejected (grayscale, grayscale + alpha, RGBA and palette images with
 transparency are composited on white, CMYK and YCbCr are converted), and a missing, truncated or
-corrupt file is an error naming it. The order is fixed (`deterministic=True`), each host maps only
-its slice of the image list, and batches are prefetched.
+corrupt file is an error naming it. The order is fixed, each host maps only its slice of the image
+list, and batches are prefetched.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def preprocess(rgb: np.ndarray, spec: Preprocess) -> np.ndarray:
     left, top = (im.size[0] - spec.size) // 2, (im.size[1] - spec.size) // 2
     im = im.crop((left, top, left + spec.size, top + spec.size))
   else:
-    raise ValueError(f"image resize {spec.resize!r}; known: shorter_side, squash")
+    raise DataError(f"image resize {spec.resize!r}; known: shorter_side, squash")
   x = np.asarray(im, np.float32) / 255.0
   return ((x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)).astype(np.float32)
 
@@ -75,6 +76,37 @@ def load(path: str | Path, spec: Preprocess) -> np.ndarray:
 def host_paths(paths: Sequence[str], num_hosts: int, host: int) -> list[str]:
   """This host's share of an image list: every num_hosts-th image, starting at `host`."""
   return list(paths)[host::num_hosts]
+
+
+def batches(paths: Sequence[str], spec: Preprocess, batch_size: int, num_hosts: int = 1,
+            host: int = 0, parallel: int = 2, pipeline: str = "auto"):
+  """Iterator of {'image': [B, size, size, 3] float32, 'index': [B] int32} numpy batches over this
+  host's share of `paths` (index = position in `paths`), in order; the last batch may be short.
+  tf.data or threads (input_pipeline.choose_pipeline): the same batches either way."""
+  from hbt_jax.input_pipeline import choose_pipeline
+  if choose_pipeline(pipeline) == "tf.data":
+    return dataset(paths, spec, batch_size, num_hosts, host, parallel).as_numpy_iterator()
+  return _thread_batches(paths, spec, batch_size, num_hosts, host, parallel)
+
+
+def _thread_batches(paths, spec, batch_size, num_hosts, host, parallel, prefetch: int = 2):
+  import collections
+  import concurrent.futures
+  mine = host_paths(paths, num_hosts, host)
+  index = np.arange(len(paths), dtype=np.int32)[host::num_hosts]
+  with concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="images") as pool:
+    pending = collections.deque()
+
+    def collect():
+      s, futures = pending.popleft()
+      return {"image": np.stack([f.result() for f in futures]), "index": index[s:s + len(futures)]}
+
+    for start in range(0, len(mine), batch_size):
+      pending.append((start, [pool.submit(load, p, spec) for p in mine[start:start + batch_size]]))
+      if len(pending) > prefetch:
+        yield collect()
+    while pending:
+      yield collect()
 
 
 def dataset(paths: Sequence[str], spec: Preprocess, batch_size: int, num_hosts: int = 1, host: int = 0,

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from hbt_jax.errors import ConfigError
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (40, 70, 220),
@@ -175,11 +176,11 @@ def sample_scenes(n: int, seed: int, split: str = "all") -> list[Scene]:
   """`n` distinct scenes; "train" and "test" draw from disjoint compositions (every fifth scene of
   `all_scenes()` is a test scene), so a test world measures retrieval of unseen scenes."""
   if split not in SPLITS:
-    raise ValueError(f"synthetic scenes split {split!r}; known {SPLITS}")
+    raise ConfigError(f"synthetic scenes split {split!r}; known {SPLITS}")
   scenes = [s for i, s in enumerate(all_scenes())
             if split == "all" or (i % 5 == 0) == (split == "test")]
   if n > len(scenes):
-    raise ValueError(f"the synthetic world ({split}) has {len(scenes)} distinct scenes; asked for {n}")
+    raise ConfigError(f"the synthetic world ({split}) has {len(scenes)} distinct scenes; asked for {n}")
   return [scenes[i] for i in np.random.default_rng(seed).choice(len(scenes), n, replace=False)]
 
 

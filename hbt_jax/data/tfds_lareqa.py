@@ -12,7 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
+try:
+  import tensorflow_datasets as tfds
+except ImportError as e:  # the lean install has no TensorFlow
+  raise ImportError(f"hbt_jax.data.tfds_lareqa (TFDS builders) needs TensorFlow and tensorflow-datasets: "
+                    f"pip install -r requirements-tf.txt ({e})") from None
 
 from hbt_jax.data import lareqa
 

@@ -75,8 +75,8 @@ class Embedder:
 
 class ImageEmbedder:
   """Batched, sharded image embeddings of a trainable image tower (two_tower.ImageTextModel's
-  `encode_images`) with the current params. Every process decodes each batch in tf.data (in order,
-  prefetched) and hands over its own slice, as Embedder does with tokens."""
+  `encode_images`) with the current params. Every process decodes each batch (images.batches: tf.data or threads,
+  in order, prefetched) and hands over its own slice, as Embedder does with tokens."""
 
   def __init__(self, module, consts: dict, mesh: Mesh, batch_size: int = 32):
     self.mesh, self.batch_size = mesh, _batch_unit(mesh, batch_size)
@@ -88,7 +88,7 @@ class ImageEmbedder:
     bs = self.batch_size
     mine = host_slice(bs, jax.process_count(), jax.process_index())
     out = None
-    batches = images.dataset(paths, preprocess, bs).as_numpy_iterator()
+    batches = images.batches(paths, preprocess, bs)
     for b in tqdm(batches, desc=desc, total=-(-len(paths) // bs), disable=jax.process_index() != 0,
                   mininterval=5.0):
       n = len(b["index"])
