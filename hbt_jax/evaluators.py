@@ -146,8 +146,9 @@ class ImageTextEvaluator:
     self.embedder = encode.Embedder.of(bundle, mesh, ecfg.batch_size)
     self.ks = _ints(ecfg.recall_at)
     self.trainable = bundle.module.image_tower is not None
-    self._project = jax.jit(
-        lambda p, f: bundle.module.apply({"params": p}, f, method="encode_image_features"),
+    self._project = jax.jit(encode._named(
+        "project_image_features",
+        lambda p, f: bundle.module.apply({"params": p}, f, method="encode_image_features")),
         out_shardings=sharding.replicated(mesh))
     self._images = encode.ImageEmbedder(bundle.module, bundle.image_consts, mesh,
                                         cfg.image.batch_size) if self.trainable else None

@@ -89,7 +89,9 @@ def default_cache_dir() -> Path:
 
 
 def _compute(tower: ImageTower, paths: Sequence[str], batch_size: int) -> np.ndarray:
-  fn = jax.jit(lambda x: tower.module.apply(tower.variables, x))
+  def image_tower_features(x):
+    return tower.module.apply(tower.variables, x)
+  fn = jax.jit(image_tower_features)
   out = np.zeros((len(paths), tower.dim), np.float32)
   for b in images.batches(paths, tower.preprocess, batch_size):
     n = len(b["index"])

@@ -102,21 +102,36 @@ def main():
                   help="NAME=DIR of a checkout to measure (repeatable); default this checkout")
   ap.add_argument("--runs", default="cold,warm")
   ap.add_argument("--batch", type=int, default=8)
+  ap.add_argument("--rounds", type=int, default=1,
+                  help="repeat (the codes take turns in each round, each with a fresh cache)")
   ap.add_argument("--json", default="")
   args = ap.parse_args()
   codes = [c.split("=", 1) for c in (args.code or [f"this={ROOT}"])]
   rows = []
-  for name, code in codes:
-    with tempfile.TemporaryDirectory() as cache:
-      for run in args.runs.split(","):
-        r = measure(str(pathlib.Path(code).resolve()), args.model, cache, args.batch)
-        rows.append({"code": name, "run": run, "model": args.model, **r})
-        print(json.dumps(rows[-1]), flush=True)
+  for rnd in range(args.rounds):
+    for name, code in codes:
+      with tempfile.TemporaryDirectory() as cache:
+        for run in args.runs.split(","):
+          r = measure(str(pathlib.Path(code).resolve()), args.model, cache, args.batch)
+          rows.append({"code": name, "run": run, "round": rnd, "model": args.model, **r})
+          print(json.dumps(rows[-1]), flush=True)
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
-  print(f"\n| code | run | {' | '.join(PARTS)} |\n|---|---|" + "---|" * len(PARTS))
-  for r in rows:
-    print(f"| {r['code']} | {r['run']} | " + " | ".join(f"{r[p]:.1f}" for p in PARTS) + " |")
+  print(table(rows))
+
+
+def table(rows) -> str:
+  """Medians over rounds (min–max when there are several), seconds."""
+  import statistics
+  out = [f"| code | run | {' | '.join(PARTS)} |", "|---|---|" + "---|" * len(PARTS)]
+  for key in dict.fromkeys((r["code"], r["run"]) for r in rows):
+    mine = [r for r in rows if (r["code"], r["run"]) == key]
+    cells = []
+    for p in PARTS:
+      v = [r[p] for r in mine]
+      cells.append(f"{statistics.median(v):.1f}" + (f" ({min(v):.1f}–{max(v):.1f})" if len(v) > 1 else ""))
+    out.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+  return "\n".join(out)
 
 
 if __name__ == "__main__":

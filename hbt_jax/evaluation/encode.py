@@ -27,13 +27,20 @@ def _batch_unit(mesh: Mesh, batch_size: int) -> int:
   return max(unit, (batch_size // unit) * unit)
 
 
+def _named(name: str, fn):
+  """`fn` under `name`: the name its jit's compiles are logged with (compile_cache.py)."""
+  fn.__name__ = fn.__qualname__ = name
+  return fn
+
+
 class Embedder:
   def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 128,
                compiler_options: dict | None = None):
     self.module, self.tokenizer, self.mesh = module, tokenizer, mesh
     self.batch_size = _batch_unit(mesh, batch_size)
     out = sharding.replicated(mesh)
-    self._fns = {m: jax.jit(lambda p, i, k, m=m: module.apply({"params": p}, i, k, True, method=m),
+    self._fns = {m: jax.jit(_named(m, lambda p, i, k, m=m: module.apply({"params": p}, i, k, True,
+                                                                        method=m)),
                             out_shardings=out, compiler_options=compiler_options)
                  for m in ("encode_query", "encode_passage")}
 
@@ -80,7 +87,8 @@ class ImageEmbedder:
 
   def __init__(self, module, consts: dict, mesh: Mesh, batch_size: int = 32):
     self.mesh, self.batch_size = mesh, _batch_unit(mesh, batch_size)
-    self._fn = jax.jit(lambda p, x: module.apply({"params": p, **consts}, x, method="encode_images"),
+    self._fn = jax.jit(_named("encode_images",
+                              lambda p, x: module.apply({"params": p, **consts}, x, method="encode_images")),
                        out_shardings=sharding.replicated(mesh))
 
   def encode(self, params, paths: Sequence[str], preprocess, desc: str = "images") -> np.ndarray:
