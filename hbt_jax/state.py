@@ -128,9 +128,7 @@ def abstract_train_state(bundle: ModelBundle, cfg, mesh: Mesh, tx):
   p_shard = sharding.param_shardings(boxed, mesh, cfg.sharding_rules)
   params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         nn.unbox(boxed), p_shard)
-  opt_shard = _opt_shardings(tx, params, p_shard, mesh)
-  opt_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                           jax.eval_shape(tx.init, params), opt_shard)
+  opt_state = _with_opt_shardings(jax.eval_shape(tx.init, params), p_shard, mesh)
   step = jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(mesh))
   return {"params": params, "opt_state": opt_state, "step": step}
 
@@ -164,7 +162,7 @@ def init_params(bundle: ModelBundle, cfg, abstract_p):
     pretrained.update(load_pretrained(abstract_p, bundle, cfg, p_shard))
   if "image_tower" in abstract_p:  # trainable image tower: start from the tower's weights
     pretrained["image_tower"] = _image_tower_params(bundle, abstract_p, p_shard)
-  missing = [path for path, leaf in _leaves_with_none(pretrained, abstract_p)]
+  missing = list(_missing_paths(pretrained, abstract_p))
   n_leaves = len(jax.tree.leaves(abstract_p))
   if len(missing) == n_leaves:  # nothing pretrained: one jit of the whole random init
     def random_init():
@@ -197,14 +195,13 @@ def init_only_fn(bundle: ModelBundle, cfg, paths):
   return init_missing
 
 
-def _leaves_with_none(tree, template, prefix=()):
-  """(path, None) for every template leaf that `tree` has no value for (tree or subtree None)."""
+def _missing_paths(tree, template, prefix=()):
+  """The path of every template leaf that `tree` has no value for (the leaf or a subtree is None)."""
   if isinstance(template, dict):
     for k, v in template.items():
-      sub = None if tree is None else tree.get(k)
-      yield from _leaves_with_none(sub, v, prefix + (k,))
+      yield from _missing_paths(None if tree is None else tree.get(k), v, prefix + (k,))
   elif tree is None:
-    yield prefix, None
+    yield prefix
 
 
 def _at(tree, path):
@@ -237,18 +234,17 @@ def _image_tower_params(bundle: ModelBundle, abstract_p, p_shard):
   return jax.tree.map(jax.device_put, picked, p_shard["image_tower"])
 
 
-def _opt_shardings(tx, params, p_shard, mesh):
-  """Optimizer moments follow their parameter's sharding; scalars (counts) are replicated."""
-  abstract = jax.eval_shape(tx.init, params)
+def _with_opt_shardings(abstract, p_shard, mesh):
+  """The abstract optimizer state with shardings: moments follow their parameter's sharding;
+  scalars (counts) are replicated."""
   flat_p = {tuple(str(k) for k in path): s for path, s in
             jax.tree_util.tree_leaves_with_path(p_shard)}
 
   def pick(path, leaf):
     keys = tuple(str(k) for k in path)
-    for n in range(len(keys)):
-      if keys[n:] in flat_p:
-        return flat_p[keys[n:]]
-    return sharding.replicated(mesh)
+    s = next((flat_p[keys[n:]] for n in range(len(keys)) if keys[n:] in flat_p),
+             sharding.replicated(mesh))
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s)
 
   return jax.tree_util.tree_map_with_path(pick, abstract)
 

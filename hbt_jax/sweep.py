@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from hbt_jax import languages
+from hbt_jax.errors import ConfigError
 
 SEED_KEY = "seed"
 STATUS = "sweep_status.json"
@@ -42,9 +43,9 @@ def parse_sets(sets: list[str]) -> list[tuple[str, list[str]]]:
     key, sep, values = s.partition("=")
     vals = [v.strip() for v in values.split(",") if v.strip()]
     if not sep or not key.strip() or not vals:
-      raise SystemExit(f"--set {s!r}: expected KEY=V1,V2,...")
+      raise ConfigError(f"--set {s!r}: expected KEY=V1,V2,...")
     if key in [k for k, _ in grid]:
-      raise SystemExit(f"--set {key}: given twice")
+      raise ConfigError(f"--set {key}: given twice")
     grid.append((key.strip(), vals))
   return grid
 
@@ -99,8 +100,8 @@ def is_done(wd: Path, cmd: list[str]) -> bool:
     return False
   before = shlex.split(rec["command"])[1:]  # the interpreter's path may differ between machines
   if before != cmd[1:]:
-    raise SystemExit(f"{wd}: finished with another command:\n  {shlex.join(before)}\nnow:\n  "
-                     f"{shlex.join(cmd[1:])}\nuse a new --workdir for a changed sweep")
+    raise ConfigError(f"{wd}: finished with another command: {shlex.join(before)} ; now: "
+                      f"{shlex.join(cmd[1:])} ; use a new --workdir for a changed sweep")
   return True
 
 
@@ -263,7 +264,7 @@ def _markdown(workdir, grid, rows, group_keys, summary, heads, metric_keys, lang
   for lang in langs:
     keys = language_keys(metric_keys, [lang])
     if not keys:
-      raise SystemExit(f"--languages: no per-language metric for {lang!r} in any run of {workdir}")
+      raise ConfigError(f"--languages: no per-language metric for {lang!r} in any run of {workdir}")
     lines += [f"## {languages.LANGUAGES[languages.ALIASES.get(lang, lang)].name} ({lang})", "",
               f"| metric \\ {', '.join(group_keys) or 'run'} | " +
               " | ".join(", ".join(g) or "all" for g in summary) + " |",
@@ -339,6 +340,7 @@ def main(argv=None) -> int:
   ap.add_argument("--languages", default="", metavar="L1,L2",
                   help="add a per-language table for these languages to summary.md")
   args, extra = ap.parse_known_args(argv)
+  extra = [a for a in extra if a != "--traceback"]  # read in __main__
   bad = [a for a in extra if not a.startswith("--config.")]
   if bad:
     ap.error(f"unknown arguments {bad} (overrides for every run are --config.KEY=VALUE)")
@@ -374,4 +376,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  try:
+    sys.exit(main())
+  except ConfigError as e:  # a user's mistake: one line, status 2 (as hbt_jax.main; cli.py)
+    if "--traceback" in sys.argv:
+      raise
+    sys.stderr.write(f"error: {e}\n")
+    sys.exit(2)

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 from hbt_jax import languages, sweep
 from hbt_jax.data.corpus import DataError
+from hbt_jax.errors import ConfigError
 
 
 def _sweep(tmp_path, *extra):
@@ -63,7 +64,7 @@ def test_print_commands_and_grid():
              for ln in lines)
   assert "--workdir W/runs/sampler.alpha=0.5__seed=1" in lines[3]
   assert lines[3].endswith("--config.sampler.alpha=0.5 --config.seed=1")
-  with pytest.raises(SystemExit):
+  with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
     sweep.parse_sets(["sampler.alpha"])
 
 
@@ -102,7 +103,7 @@ def test_languages_table_for_a_low_resource_study(tmp_path):
   assert "| x/mono/map/hi | 0.5000 ± 0.7071 (2) | 1.5000 ± 0.7071 (2) |" in md, md
   assert "| x/cross/map/pool_lang/hi | 5.5000 ± 0.7071 (2) | 5.5000 ± 0.7071 (2) |" in md
   assert "x/mono/map/en |" not in md
-  with pytest.raises(SystemExit, match="'th'"):
+  with pytest.raises(ConfigError, match="'th'"):
     sweep.aggregate(tmp_path, grid, ["th"])
 
 
