@@ -30,7 +30,7 @@ def run(main) -> None:
   show_stack = "--traceback" in argv or os.environ.get("HBT_TRACEBACK", "") not in ("", "0")
   argv = [a for a in argv if a != "--traceback"]
   try:
-    app.run(main, argv=argv, flags_parser=lambda a: _parse_flags(a))
+    app.run(main, argv=argv, flags_parser=_parse_flags)
   except Exception as e:  # noqa: BLE001 - sorted into the user's mistakes and bugs below
     message = user_message(e)
     if message is None or show_stack:

@@ -138,15 +138,17 @@ def use_me5(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str = "",
                 candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10",
-                max_query_len: int = 64, max_candidate_len: int = 256
+                max_query_len: int = 64, max_candidate_len: int = 256, save_embeddings: bool = False
                 ) -> ml_collections.ConfigDict:
   """An evaluator entry for XQuAD-R / MLQA-R (mono, cross, multi mAP, recall@k, rank distance).
 
-  Candidates are sentence + paragraph context, so they get their own (longer) max length."""
+  Candidates are sentence + paragraph context, so they get their own (longer) max length.
+  `save_embeddings` writes the questions' and candidates' embeddings to WORKDIR/NAME_embeddings.npz."""
   return ml_collections.ConfigDict(dict(
       type="lareqa", dataset=dataset, every=every, max_questions=max_questions, langs=langs,
       candidate_context=candidate_context, batch_size=batch_size, recall_at=recall_at,
-      max_query_len=max_query_len, max_candidate_len=max_candidate_len, data_dir=""))
+      max_query_len=max_query_len, max_candidate_len=max_candidate_len, data_dir="",
+      save_embeddings=save_embeddings))
 
 
 def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 128,

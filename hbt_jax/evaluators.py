@@ -30,6 +30,13 @@ def _ints(spec) -> tuple[int, ...]:
   return tuple(int(x) for x in str(spec).split(",") if str(x).strip())
 
 
+def _save_embeddings(evaluator, step: int, **arrays) -> None:
+  """With config.evals.NAME.save_embeddings: WORKDIR/NAME_embeddings.npz holds the embeddings the
+  evaluation ranks (the last evaluation's), for analysis and for comparing runs."""
+  if evaluator.ecfg.get("save_embeddings") and jax.process_index() == 0:
+    np.savez(Path(evaluator.workdir) / f"{evaluator.name}_embeddings.npz", step=step, **arrays)
+
+
 class LareqaEvaluator:
   def __init__(self, name, ecfg, cfg, bundle, mesh, workdir):
     self.name, self.ecfg, self.cfg, self.workdir = name, ecfg, cfg, workdir
@@ -59,6 +66,7 @@ class LareqaEvaluator:
                              "passage", pairs=ctx, prefix=m.passage_prefix,
                              desc=f"{self.name} candidates")
     t1 = time.time()
+    _save_embeddings(self, step, questions=q, candidates=c)
     res, tables = lareqa_eval.evaluate(ds, q, c, self.mesh, self.recall_ks)
     t2 = time.time()
     timing = {"encode": t1 - t0, "search+metrics": t2 - t1}
@@ -187,9 +195,8 @@ class ImageTextEvaluator:
     cap = self.embedder.encode(params, texts, self.ecfg.max_caption_len, "query",
                                prefix=self.cfg.model.query_prefix, desc=f"{self.name} captions")
     t1 = time.time()
-    if self.ecfg.get("save_embeddings") and jax.process_index() == 0:
-      np.savez(Path(self.workdir) / f"{self.name}_embeddings.npz", images=img, captions=cap,
-               caption_image=cap_image, caption_lang=cap_lang, langs=np.array(corpus.langs), step=step)
+    _save_embeddings(self, step, images=img, captions=cap, caption_image=cap_image,
+                     caption_lang=cap_lang, langs=np.array(corpus.langs))
     res = image_text_eval.evaluate(img, cap, cap_image, cap_lang, corpus.langs,
                                    self.mesh, self.ks)
     timing = {"encode": t1 - t0, "search+metrics": time.time() - t1}

@@ -2,7 +2,9 @@
 evaluators -> checkpoints -> loop."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import time
 
@@ -151,8 +153,6 @@ class _Startup:
     self.last = now
 
   def first_step_done(self, workdir: str) -> None:
-    import json
-    import os
     self.mark("first_step")
     compiles = compile_cache.compiles()[self.compiles_before:]
     step = [c for c in compiles if c.name == "jit(train_step)"]

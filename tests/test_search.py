@@ -91,3 +91,18 @@ def test_topk_cheap_merge_keeps_ties_in_index_order():
   want = np.lexsort((np.arange(512), -x))[:20]
   assert list(want[:2]) == [255, 356] and 263 in want
   np.testing.assert_array_equal(idx[0], want)
+
+
+def test_search_scores_ask_for_full_float32_precision():
+  """GPUs run float32 matmuls as TF32 unless told otherwise (TPUs as bf16 passes), which changes
+  exact ranks and top-k ids by backend: the kernels' score matmul asks for HIGHEST precision.
+  (XLA:CPU computes float32 either way, so this checks the lowered program.)"""
+  rng = np.random.default_rng(0)
+  q = rng.normal(size=(8, 16)).astype(np.float32)
+  c = rng.normal(size=(64, 16)).astype(np.float32)
+  mesh = search.flat_mesh()
+  cs, valid, idx, cb = search._shard_candidates(c, mesh, 16)
+  rel = np.zeros((8, 1), np.int32)
+  text = search._ranks_kernel.lower(q, rel, cs, valid, idx, mesh=mesh, c_block=cb).as_text()
+  dots = [l for l in text.splitlines() if "dot_general" in l]
+  assert dots and all("HIGHEST" in l for l in dots), dots[:2]

@@ -57,6 +57,13 @@ def _shard_candidates(cands: np.ndarray, mesh: Mesh, c_block: int):
           jax.device_put(idx, shard), c_block)
 
 
+def _exact_scores(q, cb):
+  """[Q, C] float32 inner products at full float32 precision. GPUs otherwise run float32 matmuls as
+  TF32 (and TPUs as bfloat16 passes), which changes ranks and top-k ids by backend; XLA:CPU
+  computes float32 either way."""
+  return jnp.dot(q, cb.T, precision=lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
+
+
 def _blocks(c, valid, idx, c_block):
   nb = c.shape[0] // c_block
   return c.reshape(nb, c_block, -1), valid.reshape(nb, c_block), idx.reshape(nb, c_block)
@@ -68,7 +75,7 @@ def _ranks_kernel(q, rel, c, valid, idx, *, mesh, c_block):
     blocks = _blocks(c, valid, idx, c_block)
 
     def scores(cb, vb):
-      s = jnp.dot(q, cb.T, preferred_element_type=jnp.float32)
+      s = _exact_scores(q, cb)
       return jnp.where(vb[None, :], s, -jnp.inf)
 
     def find(best, blk):  # pass 1: the score of each relevant candidate, from this matmul
@@ -200,7 +207,7 @@ def _topk_kernel(q, c, firsts, n_valid, best_s, best_i, *, mesh, c_block, k, seg
 
     def body(j, carry):
       cb = lax.dynamic_slice_in_dim(c, j * c_block, c_block)
-      s = jnp.dot(q, cb.T, preferred_element_type=jnp.float32)
+      s = _exact_scores(q, cb)
       return _block_merge(*carry, s, first + j * c_block, n_valid, k, segment)
 
     s, i = lax.fori_loop(0, n_blocks, body, (bs[0], bi[0]))
