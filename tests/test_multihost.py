@@ -120,18 +120,14 @@ def test_image_text_two_processes_match_one_process(tmp_path, tower):
           "--config.evals.scenes.save_embeddings=True"]
   if tower == "trainable_vit":
     args += ["--config.image.trainable=True", f"--config.image.tower={tiny_clip(tmp_path / 'clip')}"]
-  env = {"HBT_CACHE_DIR": str(tmp_path / "cache")}
+  # Each run computes its own image features (its own feature cache); compiled programs and the
+  # synthetic scenes come from the suite's shared caches.
   one = tmp_path / "one"
-  r = run_cli(args, one, extra_env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  r = run_cli(args + [f"--config.image.cache_dir={tmp_path / 'one_features'}"], one,
+              extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert r.returncode == 0, r.stderr[-2000:]
   two = tmp_path / "two"
-  old = dict(os.environ)
-  os.environ.update(env)  # _launch copies os.environ
-  try:
-    procs = _launch(args + [f"--config.image.cache_dir={tmp_path / 'two_features'}"], two, 2, 4)
-  finally:
-    os.environ.clear()
-    os.environ.update(old)
+  procs = _launch(args + [f"--config.image.cache_dir={tmp_path / 'two_features'}"], two, 2, 4)
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
