@@ -93,16 +93,24 @@ def test_topk_cheap_merge_keeps_ties_in_index_order():
   np.testing.assert_array_equal(idx[0], want)
 
 
-def test_search_scores_ask_for_full_float32_precision():
+def test_search_scores_ask_for_full_float32_precision(monkeypatch):
   """GPUs run float32 matmuls as TF32 unless told otherwise (TPUs as bf16 passes), which changes
-  exact ranks and top-k ids by backend: the kernels' score matmul asks for HIGHEST precision.
-  (XLA:CPU computes float32 either way, so this checks the lowered program.)"""
+  exact ranks and top-k ids by backend: there the kernels' score matmul asks for HIGHEST precision.
+  XLA:CPU computes float32 either way and keeps its default (faster) dot. Checked on the lowered
+  program, tracing as if for a GPU."""
   rng = np.random.default_rng(0)
-  q = rng.normal(size=(8, 16)).astype(np.float32)
-  c = rng.normal(size=(64, 16)).astype(np.float32)
   mesh = search.flat_mesh()
-  cs, valid, idx, cb = search._shard_candidates(c, mesh, 16)
-  rel = np.zeros((8, 1), np.int32)
-  text = search._ranks_kernel.lower(q, rel, cs, valid, idx, mesh=mesh, c_block=cb).as_text()
-  dots = [l for l in text.splitlines() if "dot_general" in l]
-  assert dots and all("HIGHEST" in l for l in dots), dots[:2]
+
+  def dots(n_cands):  # another shape per call: a fresh trace
+    q = rng.normal(size=(8, 16)).astype(np.float32)
+    cs, valid, idx, cb = search._shard_candidates(rng.normal(size=(n_cands, 16)).astype(np.float32),
+                                                   mesh, 16)
+    text = search._ranks_kernel.lower(q, np.zeros((8, 1), np.int32), cs, valid, idx, mesh=mesh,
+                                      c_block=cb).as_text()
+    return [l for l in text.splitlines() if "dot_general" in l]
+
+  on_cpu = dots(64)
+  assert on_cpu and not any("HIGHEST" in l for l in on_cpu), on_cpu[:2]
+  monkeypatch.setattr(search.jax, "default_backend", lambda: "gpu")
+  on_gpu = dots(128)
+  assert on_gpu and all("HIGHEST" in l for l in on_gpu), on_gpu[:2]
