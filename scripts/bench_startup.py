@@ -105,7 +105,11 @@ def main():
   ap.add_argument("--rounds", type=int, default=1,
                   help="repeat (the codes take turns in each round, each with a fresh cache)")
   ap.add_argument("--json", default="")
+  ap.add_argument("--table", default="", help="print the table of a --json file written earlier, run nothing")
   args = ap.parse_args()
+  if args.table:
+    print(table(json.loads(pathlib.Path(args.table).read_text())))
+    return
   codes = [c.split("=", 1) for c in (args.code or [f"this={ROOT}"])]
   rows = []
   for rnd in range(args.rounds):
