@@ -40,10 +40,11 @@ def validate(cfg) -> None:
     if not ok(value):
       raise ConfigError(f"config.{key}={value!r} {rule}")
   from hbt_jax.input_pipeline import PIPELINES
+  from hbt_jax.state import SCHEDULES
   if cfg.data.pipeline not in PIPELINES:
     raise ConfigError(f"config.data.pipeline={cfg.data.pipeline!r}; known: {', '.join(PIPELINES)}")
-  if cfg.optim.schedule not in ("linear", "cosine", "constant"):
-    raise ConfigError(f"config.optim.schedule={cfg.optim.schedule!r}; known: linear, cosine, constant")
+  if cfg.optim.schedule not in SCHEDULES:
+    raise ConfigError(f"config.optim.schedule={cfg.optim.schedule!r}; known: {', '.join(SCHEDULES)}")
   for name, ecfg in cfg.evals.items():
     for key in ("every", "batch_size", "max_questions", "max_images"):
       if key in ecfg and (ecfg[key] < 0 or key == "batch_size" and ecfg[key] == 0):

@@ -243,6 +243,26 @@ TEXT_INPUTS = ("query_ids", "query_mask", "passage_ids", "passage_mask", "neg_id
 PIPELINES = ("auto", "tf.data", "threads")
 
 
+def ordered_prefetch(fn, items, workers: int, ahead: int):
+  """fn(item) for each item, in order, computed on `workers` threads with up to `ahead` + 1 results
+  in flight (numpy and Pillow release the GIL for the heavy parts): the TF-free pipeline."""
+  import collections
+  import concurrent.futures
+  pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="prefetch")
+  pending = collections.deque()
+  try:
+    for item in items:
+      pending.append(pool.submit(fn, item))
+      if len(pending) > ahead:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()
+  finally:
+    for f in pending:
+      f.cancel()
+    pool.shutdown(wait=False)
+
+
 def choose_pipeline(name: str) -> str:
   """config.data.pipeline: "tf.data" (the default where TensorFlow is importable), "threads"
   (prefetching Python threads, no TensorFlow), or "auto" = tf.data if TensorFlow imports, else
@@ -300,23 +320,7 @@ class HostBatches:
     return iter(ds.prefetch(prefetch).as_numpy_iterator())
 
   def _threads(self, start_step: int, end_step: int, prefetch: int):
-    """`prefetch` + 1 batches in flight on a thread pool (numpy and Pillow release the GIL for the
-    heavy parts), handed out in step order."""
-    import collections
-    import concurrent.futures
-    pool = concurrent.futures.ThreadPoolExecutor(max(prefetch, 1), thread_name_prefix="host_batch")
-    pending = collections.deque()
-    try:
-      for step in range(start_step, end_step):
-        pending.append(pool.submit(self.host_batch, step))
-        if len(pending) > prefetch:
-          yield pending.popleft().result()
-      while pending:
-        yield pending.popleft().result()
-    finally:
-      for f in pending:
-        f.cancel()
-      pool.shutdown(wait=False)
+    return ordered_prefetch(self.host_batch, range(start_step, end_step), max(prefetch, 1), prefetch)
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     plan = self.sampler.plan(step)

@@ -64,6 +64,9 @@ def _build_model(cfg) -> ModelBundle:
   return ModelBundle(module, enc_cfg, tokenizer, hf_dir)
 
 
+SCHEDULES = ("linear", "cosine", "constant")
+
+
 def make_optimizer(cfg) -> optax.GradientTransformation:
   o = cfg.optim
   decay_steps = max(cfg.num_steps, o.warmup_steps + 1)
@@ -77,7 +80,7 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   elif o.schedule == "constant":
     lr = optax.constant_schedule(o.lr)
   else:
-    raise ConfigError(f"config.optim.schedule={o.schedule!r}; known: linear, cosine, constant")
+    raise ConfigError(f"config.optim.schedule={o.schedule!r}; known: {', '.join(SCHEDULES)}")
   # LayerNorm scales/biases and biases are not decayed (as in BERT fine-tuning).
   decay_mask = lambda p: jax.tree_util.tree_map_with_path(
       lambda path, x: getattr(path[-1], "key", "") in ("kernel", "embedding"), p)

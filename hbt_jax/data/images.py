@@ -89,24 +89,15 @@ def batches(paths: Sequence[str], spec: Preprocess, batch_size: int, num_hosts: 
   return _thread_batches(paths, spec, batch_size, num_hosts, host, parallel)
 
 
-def _thread_batches(paths, spec, batch_size, num_hosts, host, parallel, prefetch: int = 2):
-  import collections
-  import concurrent.futures
+def _thread_batches(paths, spec, batch_size, num_hosts, host, parallel):
+  from hbt_jax.input_pipeline import ordered_prefetch
   mine = host_paths(paths, num_hosts, host)
   index = np.arange(len(paths), dtype=np.int32)[host::num_hosts]
-  with concurrent.futures.ThreadPoolExecutor(parallel, thread_name_prefix="images") as pool:
-    pending = collections.deque()
 
-    def collect():
-      s, futures = pending.popleft()
-      return {"image": np.stack([f.result() for f in futures]), "index": index[s:s + len(futures)]}
-
-    for start in range(0, len(mine), batch_size):
-      pending.append((start, [pool.submit(load, p, spec) for p in mine[start:start + batch_size]]))
-      if len(pending) > prefetch:
-        yield collect()
-    while pending:
-      yield collect()
+  def batch(start):
+    return {"image": np.stack([load(p, spec) for p in mine[start:start + batch_size]]),
+            "index": index[start:start + batch_size]}
+  return ordered_prefetch(batch, range(0, len(mine), batch_size), parallel, max(parallel, 2))
 
 
 def dataset(paths: Sequence[str], spec: Preprocess, batch_size: int, num_hosts: int = 1, host: int = 0,

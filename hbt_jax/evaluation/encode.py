@@ -82,13 +82,14 @@ class Embedder:
 
 class ImageEmbedder:
   """Batched, sharded image embeddings of a trainable image tower (two_tower.ImageTextModel's
-  `encode_images`) with the current params. Every process decodes each batch (images.batches: tf.data or threads,
-  in order, prefetched) and hands over its own slice, as Embedder does with tokens."""
+  `encode_images`) with the current params. Every process decodes each batch (images.batches:
+  tf.data or threads, in order, prefetched) and hands over its own slice, as Embedder does with
+  tokens."""
 
   def __init__(self, module, consts: dict, mesh: Mesh, batch_size: int = 32):
     self.mesh, self.batch_size = mesh, _batch_unit(mesh, batch_size)
-    self._fn = jax.jit(_named("encode_images",
-                              lambda p, x: module.apply({"params": p, **consts}, x, method="encode_images")),
+    self._fn = jax.jit(_named("encode_images", lambda p, x: module.apply(
+                           {"params": p, **consts}, x, method="encode_images")),
                        out_shardings=sharding.replicated(mesh))
 
   def encode(self, params, paths: Sequence[str], preprocess, desc: str = "images") -> np.ndarray:
