@@ -71,7 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.cpu_dots = "auto"     # XLA:CPU library for the encoder's matmuls: "auto" (Eigen for
                                 # encoding, XLA's default YNNPACK for the train step: the faster of
                                 # each, measured), "eigen" or "ynnpack" (hbt_jax/xla_options.py)
-  c.model.remat = False
+  c.model.remat = False           # rematerialise each layer in the backward (less memory, ~1/3 more compute)
+  c.model.attention = "auto"      # "auto" (fused on GPU/TPU, explicit on CPU) | "explicit" | "fused"
+                                  # (hbt_jax/attention.py: cuDNN on GPU; falls back, logged, where it can't)
   c.model.dropout = -1.0        # -1 = the checkpoint's hidden_dropout_prob
   c.model.attention_dropout = -1.0  # -1 = the checkpoint's attention_probs_dropout_prob
   c.model.shared_towers = True
@@ -137,7 +139,7 @@ def use_me5(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str = "",
-                candidate_context: bool = True, batch_size: int = 128, recall_at: str = "1,5,10",
+                candidate_context: bool = True, batch_size: int = 0, recall_at: str = "1,5,10",
                 max_query_len: int = 64, max_candidate_len: int = 256, save_embeddings: bool = False
                 ) -> ml_collections.ConfigDict:
   """An evaluator entry for XQuAD-R / MLQA-R (mono, cross, multi mAP, recall@k, rank distance).
@@ -151,7 +153,7 @@ def lareqa_eval(dataset: str, every: int = 0, max_questions: int = 0, langs: str
       save_embeddings=save_embeddings))
 
 
-def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 128,
+def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 0,
               max_query_len: int = 64, max_candidate_len: int = 256) -> ml_collections.ConfigDict:
   """An evaluator entry for a BEIR / MIRACL-layout folder (corpus.jsonl, queries.jsonl, qrels/)."""
   return ml_collections.ConfigDict(dict(
@@ -161,7 +163,7 @@ def beir_eval(path: str, split: str = "test", every: int = 0, batch_size: int = 
 
 def image_text_eval(dataset: str, every: int = 0, data_dir: str = "", image_dir: str = "",
                     files: str = "", langs: str = "", max_images: int = 0, num_images: int = 200,
-                    split: str = "test", batch_size: int = 128, max_caption_len: int = 64,
+                    split: str = "test", batch_size: int = 0, max_caption_len: int = 64,
                     save_embeddings: bool = False) -> ml_collections.ConfigDict:
   """An evaluator entry for multilingual image–text retrieval (XTD10, XM3600, Multi30K, a caption
   JSONL or the synthetic scenes; hbt_jax/evaluation/image_text_eval.py): t2i / i2t R@1/5/10 and

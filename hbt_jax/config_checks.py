@@ -43,13 +43,16 @@ def validate(cfg) -> None:
   from hbt_jax.state import SCHEDULES
   if cfg.data.pipeline not in PIPELINES:
     raise ConfigError(f"config.data.pipeline={cfg.data.pipeline!r}; known: {', '.join(PIPELINES)}")
+  from hbt_jax.attention import MODES
+  if cfg.model.attention not in MODES:
+    raise ConfigError(f"config.model.attention={cfg.model.attention!r}; known: {', '.join(MODES)}")
   if cfg.optim.schedule not in SCHEDULES:
     raise ConfigError(f"config.optim.schedule={cfg.optim.schedule!r}; known: {', '.join(SCHEDULES)}")
   for name, ecfg in cfg.evals.items():
     for key in ("every", "batch_size", "max_questions", "max_images"):
-      if key in ecfg and (ecfg[key] < 0 or key == "batch_size" and ecfg[key] == 0):
-        raise ConfigError(f"config.evals.{name}.{key}={ecfg[key]} must be "
-                          f"{'positive' if key == 'batch_size' else '>= 0'}")
+      if key in ecfg and ecfg[key] < 0:
+        raise ConfigError(f"config.evals.{name}.{key}={ecfg[key]} must be >= 0"
+                          + (" (0 = the backend's size)" if key == "batch_size" else ""))
 
 
 # (key, test, what the value must be): plain range checks, made before any work starts.

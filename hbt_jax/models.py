@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+from hbt_jax import attention
 from hbt_jax.errors import CheckpointError, ConfigError
 
 ARCHS = ("bert", "xlm-roberta")
@@ -41,6 +42,7 @@ class EncoderConfig:
   dropout: float = 0.1
   attention_dropout: float = 0.1
   remat: bool = False
+  attention: str = attention.EXPLICIT  # the kernel: "explicit" | "xla" | "cudnn" (attention.py)
 
   @classmethod
   def from_hf(cls, hf: dict, **overrides) -> "EncoderConfig":
@@ -237,12 +239,12 @@ class Layer(nn.Module):
   cfg: EncoderConfig
 
   @nn.compact
-  def __call__(self, x, bias, deterministic: bool):
+  def __call__(self, x, attn_in, deterministic: bool):
+    """`attn_in`: the [B, 1, 1, L] additive mask bias on the explicit path, [B] sequence lengths on
+    the fused one (Encoder builds the one that attention.fused_now asks for)."""
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     h, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads
-    # Query, key and value as one [E, 3E] matmul (the parameters keep their HF names), then one
-    # transpose to head-major [3, B, H, L, D]: on XLA:CPU head-major batched matmuls run the
-    # backward ~1.6x faster than "bqhd" einsums or jax.nn.dot_product_attention.
+    # Query, key and value as one [E, 3E] matmul (the parameters keep their HF names).
     qkv_params = [DenseParams((cfg.hidden_size, cfg.hidden_size), ("embed", "heads"), name=n)()
                   for n in ("query", "key", "value")]
     w = jnp.concatenate([k for k, _ in qkv_params], axis=1).astype(dt)
@@ -253,15 +255,11 @@ class Layer(nn.Module):
     # [3, ...] each and adds them, that of split is one concatenate (6 %; docs/benchmarks.md).
     rows = lambda t: t.reshape(-1, t.shape[-1])
     qkv = (rows(x) @ w + b).reshape(x.shape[:2] + (3, h, d))
-    q, k, v = (t[0] for t in jnp.split(qkv.transpose(2, 0, 3, 1, 4), 3))
-    q = q / jnp.sqrt(d).astype(dt)
-    # Softmax with the normalisation deferred to the [B, H, L, D] context (D << L): the same
-    # result, one pass less over the [B, H, L, L] scores. The max is only a shift (no gradient).
-    s = (jnp.matmul(q, k.swapaxes(-1, -2)) + bias).astype(jnp.float32)
-    e = jnp.exp(s - lax.stop_gradient(s.max(-1, keepdims=True)))
-    denom = e.sum(-1, keepdims=True)
-    e = Dropout(cfg.attention_dropout)(e.astype(dt), deterministic=deterministic)
-    ctx = (jnp.matmul(e, v) / denom.astype(dt)).transpose(0, 2, 1, 3).reshape(-1, x.shape[-1])
+    if attention.fused_now(cfg.attention, cfg.attention_dropout, deterministic):
+      q, k, v = (t[:, :, 0] for t in jnp.split(qkv, 3, axis=2))  # [B, L, H, D] each
+      ctx = attention.fused(q, k, v, attn_in, cfg.attention).reshape(-1, x.shape[-1])
+    else:
+      ctx = self._explicit(qkv, attn_in, deterministic).reshape(-1, x.shape[-1])
     ctx = _dense(cfg.hidden_size, ("heads", "embed"), "attention_output", dt)(ctx).reshape(x.shape)
     ctx = Dropout(cfg.dropout)(ctx, deterministic=deterministic)  # [B, L, E]: masks per example
     x = _layer_norm(cfg, "attention_LayerNorm", dt)(x + ctx)
@@ -270,6 +268,22 @@ class Layer(nn.Module):
     y = _dense(cfg.hidden_size, ("mlp", "embed"), "output", dt)(y).reshape(x.shape)
     y = Dropout(cfg.dropout)(y, deterministic=deterministic)
     return _layer_norm(cfg, "output_LayerNorm", dt)(x + y)
+
+  def _explicit(self, qkv, bias, deterministic: bool):
+    """The XLA:CPU-tuned attention: one transpose to head-major [3, B, H, L, D] (on XLA:CPU
+    head-major batched matmuls run the backward ~1.6x faster than "bqhd" einsums or
+    jax.nn.dot_product_attention), and the softmax with its normalisation deferred to the
+    [B, H, L, D] context (D << L): the same result, one pass less over the [B, H, L, L] scores.
+    The max is only a shift (no gradient). Returns the [B, L, H, D] context."""
+    cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+    d = cfg.hidden_size // cfg.num_heads
+    q, k, v = (t[0] for t in jnp.split(qkv.transpose(2, 0, 3, 1, 4), 3))
+    q = q / jnp.sqrt(d).astype(dt)
+    s = (jnp.matmul(q, k.swapaxes(-1, -2)) + bias).astype(jnp.float32)
+    e = jnp.exp(s - lax.stop_gradient(s.max(-1, keepdims=True)))
+    denom = e.sum(-1, keepdims=True)
+    e = Dropout(cfg.attention_dropout)(e.astype(dt), deterministic=deterministic)
+    return (jnp.matmul(e, v) / denom.astype(dt)).transpose(0, 2, 1, 3)
 
 
 class Encoder(nn.Module):
@@ -281,10 +295,13 @@ class Encoder(nn.Module):
     cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
     x = Embeddings(cfg, name="embeddings")(ids, mask, deterministic)
     # Half of the dtype's min: a fully masked row (an absent hard negative) stays finite, not NaN.
-    bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(dt).min / 2).astype(dt)
+    if attention.fused_now(cfg.attention, cfg.attention_dropout, deterministic):
+      attn_in = attention.lengths(mask)
+    else:
+      attn_in = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(dt).min / 2).astype(dt)
     layer_cls = nn.remat(Layer, static_argnums=(3,)) if cfg.remat else Layer
     for i in range(cfg.num_layers):
-      x = layer_cls(cfg, name=f"layer_{i}")(x, bias, deterministic)
+      x = layer_cls(cfg, name=f"layer_{i}")(x, attn_in, deterministic)
     hidden = x.astype(jnp.float32)
     if cfg.pooling == "cls":
       pooled = hidden[:, 0]
@@ -351,6 +368,10 @@ def encoder_config(model_cfg: Any, hf_config: dict | None) -> EncoderConfig:
   if model_cfg.attention_dropout >= 0:
     over["attention_dropout"] = model_cfg.attention_dropout
   if hf_config is not None:
-    return EncoderConfig.from_hf(hf_config, **over)
-  arch = model_cfg.random_init.to_dict()
-  return EncoderConfig(**arch, **over)
+    cfg = EncoderConfig.from_hf(hf_config, **over)
+  else:
+    cfg = EncoderConfig(**model_cfg.random_init.to_dict(), **over)
+  impl = attention.implementation(model_cfg.attention, dtype=cfg.dtype,
+                                  head_dim=cfg.hidden_size // cfg.num_heads,
+                                  attention_dropout=cfg.attention_dropout)
+  return dataclasses.replace(cfg, attention=impl)

@@ -114,3 +114,90 @@ def test_search_scores_ask_for_full_float32_precision(monkeypatch):
   monkeypatch.setattr(search.jax, "default_backend", lambda: "gpu")
   on_gpu = dots(128)
   assert on_gpu and all("HIGHEST" in l for l in on_gpu), on_gpu[:2]
+
+
+def _unit_rows(rng, n, d):
+  x = rng.normal(size=(n, d))
+  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _reference_topk(q, c, k):
+  """Ids and float32 scores of the exact top-k (float64 scores decide; ties to the lower index)."""
+  s64 = q.astype(np.float64) @ c.astype(np.float64).T
+  order = np.lexsort((np.broadcast_to(np.arange(len(c)), s64.shape), -s64), axis=1)[:, :k]
+  return order, np.take_along_axis(s64, order, 1)
+
+
+def _screened(q, c, screen):
+  """The screen's scores, made here the way a GPU's bf16 tensor cores make them."""
+  import jax.numpy as jnp
+  return np.asarray(search._scores(jnp.asarray(q), jnp.asarray(c), screen), np.float64)
+
+
+@pytest.mark.parametrize("screen", ["bf16", "bf16_3x"])
+def test_screen_error_bound_holds(screen):
+  """|screened - exact| <= screen_error * |q| |c| on random and adversarial (large, mixed-scale)
+  vectors; and the bound is not vacuous (the worst error is within 100x of it)."""
+  rng = np.random.default_rng(1)
+  d = 96
+  q = rng.normal(size=(64, d)) * rng.choice([1e-3, 1.0, 30.0], size=(64, 1))
+  c = rng.normal(size=(500, d)) * rng.choice([1e-2, 1.0, 7.0], size=(500, 1))
+  q, c = q.astype(np.float32), c.astype(np.float32)
+  exact = q.astype(np.float64) @ c.astype(np.float64).T
+  bound = (search.screen_error(screen, d) * np.linalg.norm(q.astype(np.float64), axis=1)[:, None]
+           * np.linalg.norm(c.astype(np.float64), axis=1)[None])
+  err = np.abs(_screened(q, c, screen) - exact)
+  assert (err <= bound).all()
+  assert (err / bound).max() > 0.01
+
+
+@pytest.mark.parametrize("screen", ["bf16", "bf16_3x"])
+def test_screened_topk_is_exact_against_numpy_and_faiss(screen):
+  faiss = pytest.importorskip("faiss")
+  rng = np.random.default_rng(2)
+  d, k = 64, 20
+  q, c = _unit_rows(rng, 90, d), _unit_rows(rng, 3000, d)
+  want_ids, want_s = _reference_topk(q, c, k)
+  stats = {}
+  s, ids = search.top_k(q, c, k, q_block=32, c_block=256, screen=screen, stats=stats)
+  np.testing.assert_array_equal(ids, want_ids)
+  np.testing.assert_allclose(s, want_s, atol=2e-6)
+  assert stats["screen"] == screen and stats["queries"] == 90
+  index = faiss.IndexFlatIP(d)
+  index.add(c)
+  _, f_ids = index.search(q, k)
+  np.testing.assert_array_equal(ids, f_ids)
+
+
+def test_screen_alone_is_not_exact_but_the_rescored_topk_is():
+  """Candidates whose scores differ by less than a bf16 screen can see: the screen's own top-k
+  misorders them, the re-scored top-k does not, and where too many lie inside the screen's error
+  for the kept list to be certified, those queries fall back to exact scores (and are exact)."""
+  rng = np.random.default_rng(3)
+  d, k = 64, 10
+  q = _unit_rows(rng, 12, d)
+  base = _unit_rows(rng, 1, d)[0]
+  # 400 near-copies of one direction: scores against q[0] spaced ~1e-5 apart, far below bf16's
+  # resolution (~4e-3); the rest random. q[0] points at the cluster.
+  c = _unit_rows(rng, 2000, d)
+  near = base[None] + 3e-3 * rng.normal(size=(400, d)).astype(np.float32)
+  c[:400] = near / np.linalg.norm(near, axis=1, keepdims=True)
+  q[0] = base
+  want_ids, _ = _reference_topk(q, c, k)
+  scr = _screened(q[:1], c, "bf16")[0]
+  screen_only = np.lexsort((np.arange(len(c)), -scr))[:k]
+  assert not np.array_equal(screen_only, want_ids[0])
+  stats = {}
+  _, ids = search.top_k(q, c, k, q_block=8, c_block=256, screen="bf16", stats=stats)
+  np.testing.assert_array_equal(ids, want_ids)
+  assert 1 <= stats["fallback"] < len(q)  # q[0]: the cluster is wider than the kept list
+  _, ids3 = search.top_k(q, c, k, q_block=8, c_block=256, screen="bf16_3x")
+  np.testing.assert_array_equal(ids3, want_ids)
+
+
+def test_screen_is_on_by_default_off_cpu_only():
+  assert search.resolve_screen("auto", "cpu") == "off"
+  assert search.resolve_screen("auto", "gpu") == "bf16_3x"
+  assert search.resolve_screen("auto", "tpu") == "bf16_3x"
+  with pytest.raises(ValueError, match="screen='fp8'"):
+    search.resolve_screen("fp8")

@@ -1,8 +1,15 @@
 """Batched, sharded encoding of texts with a tower of the dual encoder.
 
-Texts are tokenized per batch; the last partial batch is padded with empty rows whose outputs are
-dropped (the attention mask keeps them from touching real rows). The batch is split over the
-mesh's data axes, parameters keep their training shardings.
+Texts are tokenized once, sorted by length and cut into batches whose width is their longest text
+rounded up to LEN_STEP tokens (length buckets: one compilation per width); the last partial batch is
+padded with empty rows whose outputs are dropped (the attention mask keeps them from touching real
+rows). The batch is split over the mesh's data axes, parameters keep their training shardings.
+
+Sized per backend: `batch_size=0` is CPU_ROWS rows on CPU, ACCEL_ROWS per data-parallel device on
+GPU / TPU; there a batch of short texts also holds more rows (the same token budget as a full-width
+batch, up to MAX_ROW_FACTOR x the rows), so that short buckets fill the chip too. Batches are
+dispatched without waiting for each other: the embeddings stay on the device and come back to the
+host once, at the end (no host round trip per batch).
 """
 from __future__ import annotations
 
@@ -19,12 +26,33 @@ from hbt_jax.sampler import host_slice
 
 
 LEN_STEP = 32
+CPU_ROWS = 128       # XLA:CPU: larger batches measured no faster (docs/benchmarks.md, CPU speed)
+ACCEL_ROWS = 512     # per data-parallel device on GPU / TPU
+MAX_ROW_FACTOR = 8   # short buckets: at most this many times the rows of a full-width batch
 
 
-def _batch_unit(mesh: Mesh, batch_size: int) -> int:
-  """The batch size rounded down to a multiple of the data-parallel devices and processes."""
-  unit = math.lcm(sharding.data_parallel_size(mesh), jax.process_count())
+def _unit(mesh: Mesh) -> int:
+  return math.lcm(sharding.data_parallel_size(mesh), jax.process_count())
+
+
+def batch_rows(mesh: Mesh, batch_size: int = 0, backend: str | None = None) -> int:
+  """Rows per batch: `batch_size` (0 = the backend's default) rounded down to a multiple of the
+  data-parallel devices and processes."""
+  unit = _unit(mesh)
+  if batch_size == 0:
+    cpu = (backend or jax.default_backend()) == "cpu"
+    batch_size = CPU_ROWS if cpu else ACCEL_ROWS * sharding.data_parallel_size(mesh)
   return max(unit, (batch_size // unit) * unit)
+
+
+def bucket_rows(rows: int, width: int, max_len: int, unit: int, token_budget: bool) -> int:
+  """Rows of a batch `width` tokens wide: `rows`, or with `token_budget` as many as fit the tokens
+  of a full-width batch (a multiple of `unit`, at most MAX_ROW_FACTOR x rows)."""
+  if not token_budget or width >= max_len:
+    return rows
+  fit = min(rows * max_len // width, rows * MAX_ROW_FACTOR)
+  return max(rows, fit // unit * unit)
+
 
 
 def _named(name: str, fn):
@@ -34,10 +62,11 @@ def _named(name: str, fn):
 
 
 class Embedder:
-  def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 128,
-               compiler_options: dict | None = None):
+  def __init__(self, module, tokenizer, mesh: Mesh, batch_size: int = 0,
+               compiler_options: dict | None = None, token_budget: bool | None = None):
     self.module, self.tokenizer, self.mesh = module, tokenizer, mesh
-    self.batch_size = _batch_unit(mesh, batch_size)
+    self.batch_size = batch_rows(mesh, batch_size)
+    self.token_budget = jax.default_backend() != "cpu" if token_budget is None else token_budget
     out = sharding.replicated(mesh)
     self._fns = {m: jax.jit(_named(m, lambda p, i, k, m=m: module.apply({"params": p}, i, k, True,
                                                                         method=m)),
@@ -45,7 +74,7 @@ class Embedder:
                  for m in ("encode_query", "encode_passage")}
 
   @classmethod
-  def of(cls, bundle, mesh: Mesh, batch_size: int = 128) -> "Embedder":
+  def of(cls, bundle, mesh: Mesh, batch_size: int = 0) -> "Embedder":
     """The embedder of a state.ModelBundle, with its encoding compiler options."""
     return cls(bundle.module, bundle.tokenizer, mesh, batch_size, bundle.compiler_options.get("encode"))
 
@@ -54,28 +83,42 @@ class Embedder:
              ) -> np.ndarray:
     """[N, D] embeddings in input order. Texts are sorted by token length and each batch is cut to
     its longest text (rounded up to a multiple of `LEN_STEP`, which bounds recompilations)."""
-    fn = self._fns["encode_query" if tower == "query" else "encode_passage"]
     if len(texts) == 0:
       return np.zeros((0, 0), np.float32)
     ids, mask = tokenization.encode(self.tokenizer, list(texts), max_len, pairs=pairs, prefix=prefix)
-    order = np.argsort(-mask.sum(1), kind="stable")
-    bs = self.batch_size
-    mine = host_slice(bs, jax.process_count(), jax.process_index())
+    return self.encode_tokens(params, ids, mask, tower, desc)
+
+  def encode_tokens(self, params, ids: np.ndarray, mask: np.ndarray, tower: str = "query",
+                    desc: str = "encode") -> np.ndarray:
+    """[N, D] embeddings of right-padded token ids / masks ([N, max_len]) in input order."""
+    fn = self._fns["encode_query" if tower == "query" else "encode_passage"]
+    max_len, n_texts = ids.shape[1], len(ids)
+    lengths = mask.sum(1)
+    order = np.argsort(-lengths, kind="stable")
+    unit = _unit(self.mesh)
+    pending = []  # (rows, device embeddings): fetched once, after the last batch is dispatched
+    s = 0
+    with tqdm(total=n_texts, desc=desc, disable=jax.process_index() != 0, mininterval=5.0) as bar:
+      while s < n_texts:
+        width = min(max_len, -(-int(lengths[order[s]]) // LEN_STEP) * LEN_STEP)
+        bs = bucket_rows(self.batch_size, width, max_len, unit, self.token_budget)
+        rows = order[s:s + bs]
+        n = len(rows)
+        b_ids = np.zeros((bs, width), np.int32)
+        b_mask = np.zeros((bs, width), np.int32)
+        b_ids[:n], b_mask[:n] = ids[rows, :width], mask[rows, :width]
+        b_mask[n:, 0] = 1  # padded rows (dropped below) stay finite
+        # Every process tokenized everything; each hands over its own slice of the batch.
+        mine = host_slice(bs, jax.process_count(), jax.process_index())
+        batch = sharding.host_local_to_global({"ids": b_ids[mine], "mask": b_mask[mine]}, self.mesh)
+        pending.append((rows, fn(params, batch["ids"], batch["mask"])))
+        s += n
+        bar.update(n)
     out = None
-    for s in tqdm(range(0, len(texts), bs), desc=desc, disable=jax.process_index() != 0,
-                  mininterval=5.0):
-      rows = order[s:s + bs]
-      n = len(rows)
-      width = min(max_len, -(-int(mask[rows].sum(1).max()) // LEN_STEP) * LEN_STEP)
-      b_ids = np.zeros((bs, width), np.int32)
-      b_mask = np.zeros((bs, width), np.int32)
-      b_ids[:n], b_mask[:n] = ids[rows, :width], mask[rows, :width]
-      b_mask[n:, 0] = 1  # padded rows (dropped below) stay finite
-      # Every process tokenized everything; each hands over its own slice of the batch.
-      batch = sharding.host_local_to_global({"ids": b_ids[mine], "mask": b_mask[mine]}, self.mesh)
-      emb = np.asarray(fn(params, batch["ids"], batch["mask"]))[:n]
+    for rows, emb in pending:
+      emb = np.asarray(emb)[:len(rows)]
       if out is None:
-        out = np.zeros((len(texts), emb.shape[1]), np.float32)
+        out = np.zeros((n_texts, emb.shape[1]), np.float32)
       out[rows] = emb
     return out
 
@@ -87,7 +130,7 @@ class ImageEmbedder:
   tokens."""
 
   def __init__(self, module, consts: dict, mesh: Mesh, batch_size: int = 32):
-    self.mesh, self.batch_size = mesh, _batch_unit(mesh, batch_size)
+    self.mesh, self.batch_size = mesh, batch_rows(mesh, batch_size)
     self._fn = jax.jit(_named("encode_images", lambda p, x: module.apply(
                            {"params": p, **consts}, x, method="encode_images")),
                        out_shardings=sharding.replicated(mesh))

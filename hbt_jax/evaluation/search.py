@@ -4,6 +4,14 @@ Candidates are split over a 1-D device axis; each device walks its shard in bloc
 (`lax.scan`), so at most [q_block, c_block] scores exist at once per device, and the per-device
 results are merged (a sum of counts, or a top-k of the gathered local top-ks).
 
+Exact top-k on every backend: XLA runs float32 matmuls as TF32 on GPUs (bfloat16 passes on TPUs)
+unless told otherwise, so exact scores there ask for HIGHEST precision — the slow float32 units. The
+top-k instead runs a fast low-precision *screen* (bfloat16 tensor-core matmuls: "bf16", or three of
+them on a hi/lo split, "bf16_3x") that keeps k + extra candidates per query, re-scores those in
+float32 and checks a certificate that the true top-k is among them (see `screen_error`); a query
+whose certificate fails is searched again with exact scores. Screening is on by default off CPU
+(XLA:CPU computes float32 exactly and bf16 no faster). `relevant_ranks` uses exact scores throughout.
+
 Tie rule (documented, deterministic): among equal scores the candidate with the lower index ranks
 first. `relevant_ranks` gives rank = 1 + #{c : s(c) > s(rel)} + #{c : s(c) == s(rel), c < rel}; the
 score of a relevant candidate is read from the same blocked matmul as everything it is compared with,
@@ -64,6 +72,51 @@ def _exact_scores(q, cb):
   slower with the flag set, so CPU programs do not carry it."""
   precision = None if jax.default_backend() == "cpu" else lax.Precision.HIGHEST
   return jnp.dot(q, cb.T, precision=precision, preferred_element_type=jnp.float32)
+
+
+SCREENS = ("auto", "off", "bf16", "bf16_3x")
+BF16_UNIT = 2.0 ** -8   # unit roundoff of bfloat16 (8 significant bits)
+F32_UNIT = 2.0 ** -24
+
+
+def resolve_screen(screen: str, backend: str | None = None) -> str:
+  if screen not in SCREENS:
+    raise ValueError(f"screen={screen!r}; known: {', '.join(SCREENS)}")
+  if screen == "auto":
+    return "off" if (backend or jax.default_backend()) == "cpu" else "bf16_3x"
+  return screen
+
+
+def screen_error(screen: str, dim: int) -> float:
+  """c such that |screened(q . x) - q . x| <= c * |q| * |x| for every q, x of `dim` dimensions.
+
+  With u the bf16 unit roundoff, bf16(v) = v (1 + d), |d| <= u, elementwise. "bf16": the products of
+  the rounded inputs are exact in float32, so rounding costs <= (2u + u^2) sum|q_i x_i|. "bf16_3x":
+  v = hi + lo + r with hi = bf16(v), lo = bf16(v - hi), |lo| <= u (1 + u)|v|, |r| <= u^2 |v|, and the
+  screen sums hi.hi + hi.lo + lo.hi: the terms left out (lo.lo, hi.r, r.hi, lo.r, r.lo, r.r) are
+  <= u^2 (3 + 6u + 4u^2) sum|q_i x_i|. Float32 accumulation of d terms adds <= gamma_d per pass
+  (gamma_d = d 2^-24 / (1 - d 2^-24)) of the sum of magnitudes; it is counted 8x over (accelerator
+  accumulators need not round to nearest), and sum|q_i x_i| <= |q| |x| (Cauchy-Schwarz)."""
+  u = BF16_UNIT
+  gamma = dim * F32_UNIT / (1 - dim * F32_UNIT)
+  if screen == "bf16":
+    return (2 * u + u * u) + 8 * gamma * (1 + u) ** 2
+  if screen == "bf16_3x":
+    return u * u * (3 + 6 * u + 4 * u * u) + 8 * 3 * gamma * (1 + u) ** 2 + 4 * F32_UNIT
+  raise ValueError(f"no error bound for screen={screen!r}")
+
+
+def _scores(q, cb, screen: str):
+  """[Q, C] scores: exact float32 ("off"), or the bf16 screen (float32 accumulation)."""
+  if screen == "off":
+    return _exact_scores(q, cb)
+  dot = lambda a, b: jnp.dot(a, b.T, preferred_element_type=jnp.float32)
+  qh, ch = q.astype(jnp.bfloat16), cb.astype(jnp.bfloat16)
+  s = dot(qh, ch)
+  if screen == "bf16_3x":
+    lo = lambda x, h: (x - h.astype(jnp.float32)).astype(jnp.bfloat16)
+    s = s + (dot(qh, lo(cb, ch)) + dot(lo(q, qh), ch))
+  return s
 
 
 def _blocks(c, valid, idx, c_block):
@@ -196,8 +249,8 @@ def _block_merge(best_s, best_i, s, first, n_valid, k, segment):
   return lax.switch(branch, [functools.partial(few, m) for m in sizes] + [many], best_s, best_i)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "c_block", "k", "segment"))
-def _topk_kernel(q, c, firsts, n_valid, best_s, best_i, *, mesh, c_block, k, segment):
+@functools.partial(jax.jit, static_argnames=("mesh", "c_block", "k", "segment", "screen"))
+def _topk_kernel(q, c, firsts, n_valid, best_s, best_i, *, mesh, c_block, k, segment, screen):
   """Merges this slice of candidates into each device's running top-k ([n_dev, Q, k], sharded);
   `firsts` [n_dev] is the candidate id of each device's first row.
 
@@ -209,7 +262,7 @@ def _topk_kernel(q, c, firsts, n_valid, best_s, best_i, *, mesh, c_block, k, seg
 
     def body(j, carry):
       cb = lax.dynamic_slice_in_dim(c, j * c_block, c_block)
-      s = _exact_scores(q, cb)
+      s = _scores(q, cb, screen)
       return _block_merge(*carry, s, first + j * c_block, n_valid, k, segment)
 
     s, i = lax.fori_loop(0, n_blocks, body, (bs[0], bi[0]))
@@ -230,19 +283,89 @@ def _merge_devices(s, i, k):
   return jnp.take_along_axis(s, order, 1), jnp.take_along_axis(i, order, 1)
 
 
+SCREEN_EXTRA = 32    # candidates kept beyond k by the screen (and at least k // 4)
+RESIDENT_BYTES = 4 << 30  # re-score from candidates held on the device up to this size
+
+
 def top_k(queries: np.ndarray, cands: np.ndarray, k: int, mesh: Mesh | None = None,
           q_block: int = 1024, c_block: int = 32768, slice_rows: int = 1 << 16,
-          segment: int = SEGMENT) -> tuple[np.ndarray, np.ndarray]:
+          segment: int = SEGMENT, screen: str = "auto", stats: dict | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
   """Exact top-k by inner product: (scores [Q, k], indices [Q, k]); -1 where fewer than k exist.
+  Float32 scores; ties to the lower index.
 
   The candidates go to the devices `slice_rows` at a time and each device keeps its running top-k
   across slices, so memory beyond the caller's array is one slice plus [q_block, c_block] scores
-  per device.
+  per device. `screen` ("auto": "bf16_3x" off CPU, "off" on CPU; see the module doc) finds the
+  candidates with low-precision scores, re-scores them in float32 and falls back to exact scores for
+  any query whose certificate fails; `stats` (a dict) receives how many queries did.
   """
-  mesh = flat_mesh(mesh)
   n = len(cands)
   k_eff = min(k, n)
+  screen = resolve_screen(screen)
+  keep = k_eff + max(SCREEN_EXTRA, k_eff // 4)
   q_all = np.asarray(queries, np.float32)
+  if stats is not None:
+    stats.update(screen=screen, queries=len(q_all), fallback=0)
+  if screen == "off" or keep + 1 > n or len(q_all) == 0:
+    if stats is not None:
+      stats["screen"] = "off"
+    return _top_k_pass(q_all, cands, k_eff, mesh, q_block, c_block, slice_rows, segment, "off")
+  s_scr, ids = _top_k_pass(q_all, cands, keep + 1, mesh, q_block, c_block, slice_rows, segment,
+                           screen)
+  # Certificate. The screen's error is <= eps per score, so the k-th best true score is >= tau - eps
+  # (tau: the k-th best screened score: those k candidates score >= tau - eps), and every member of
+  # the true top-k (true score >= that) screens >= tau - 2 eps. Every candidate left out of the kept
+  # list screens <= the (keep + 1)-th screened score: if that is < tau - 2 eps, the kept list holds
+  # the true top-k, and re-scoring it in float32 gives the exact top-k.
+  c_norm = float(np.sqrt(np.max(np.einsum("nd,nd->n", cands, cands, dtype=np.float64))))
+  q_norm = np.sqrt(np.einsum("qd,qd->q", q_all, q_all, dtype=np.float64))
+  eps = screen_error(screen, q_all.shape[1]) * q_norm * c_norm
+  tau = s_scr[:, k_eff - 1].astype(np.float64)
+  ok = s_scr[:, keep].astype(np.float64) < tau - 2 * eps
+  exact_s = _rescore(q_all, cands, ids[:, :keep], mesh, q_block)
+  order = np.lexsort((ids[:, :keep], -exact_s), axis=1)[:, :k_eff]
+  scores = np.take_along_axis(exact_s, order, 1).astype(np.float32)
+  top = np.take_along_axis(ids[:, :keep], order, 1)
+  redo = np.flatnonzero(~ok)
+  if len(redo):
+    scores[redo], top[redo] = _top_k_pass(q_all[redo], cands, k_eff, mesh, q_block, c_block,
+                                          slice_rows, segment, "off")
+  if stats is not None:
+    stats["fallback"] = int(len(redo))
+  return scores, top
+
+
+@functools.partial(jax.jit, static_argnames=("gather",))
+def _rescore_kernel(q, c, ids, gather):
+  """[Q, K] float32 scores of q against c[ids] (gather: c is all candidates) or c ([Q, K, D])."""
+  rows = jnp.take(c, ids, axis=0) if gather else c
+  precision = None if jax.default_backend() == "cpu" else lax.Precision.HIGHEST
+  return jnp.einsum("qd,qkd->qk", q, rows, precision=precision,
+                    preferred_element_type=jnp.float32)
+
+
+def _rescore(q_all, cands, ids, mesh, q_block):
+  """Float32 scores of each query against its kept candidates: gathered on the device from the
+  candidates held there when they fit in RESIDENT_BYTES, else gathered on the host per block."""
+  resident = cands.nbytes <= RESIDENT_BYTES
+  if resident:
+    c_dev = jax.device_put(np.asarray(cands, np.float32),
+                           NamedSharding(flat_mesh(mesh), P()))
+  out = np.zeros(ids.shape, np.float64)
+  for s in range(0, len(q_all), q_block):
+    qb = _pad_rows(q_all[s:s + q_block], q_block)
+    ib = _pad_rows(ids[s:s + q_block], q_block)
+    rows = c_dev if resident else np.asarray(cands, np.float32)[ib]
+    r = _rescore_kernel(qb, rows, ib, gather=resident)
+    out[s:s + q_block] = np.asarray(r)[:min(q_block, len(q_all) - s)]
+  return out
+
+
+def _top_k_pass(q_all, cands, k_eff, mesh, q_block, c_block, slice_rows, segment, screen):
+  """The streamed top-k of `q_all` over `cands` by `screen`'s scores ("off": exact float32)."""
+  mesh = flat_mesh(mesh)
+  n = len(cands)
   n_q = len(q_all)
   shard = NamedSharding(mesh, P(AXIS))
   best = [(jax.device_put(np.full((mesh.size, q_block, k_eff), -np.inf, np.float32), shard),
@@ -258,7 +381,7 @@ def top_k(queries: np.ndarray, cands: np.ndarray, k: int, mesh: Mesh | None = No
     for b, s in enumerate(range(0, n_q, q_block)):
       qb = _pad_rows(q_all[s:s + q_block], q_block)
       best[b] = _topk_kernel(qb, c, firsts, np.int32(n), *best[b], mesh=mesh, c_block=cb,
-                             k=k_eff, segment=segment)
+                             k=k_eff, segment=segment, screen=screen)
     del c, firsts
   merged = [_merge_devices(bs, bi, k_eff) for bs, bi in best]
   scores = np.concatenate([np.asarray(bs) for bs, _ in merged])[:n_q]
