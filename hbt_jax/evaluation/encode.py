@@ -8,11 +8,12 @@ rows). The batch is split over the mesh's data axes, parameters keep their train
 Sized per backend: `batch_size=0` is CPU_ROWS rows on CPU, ACCEL_ROWS per data-parallel device on
 GPU / TPU; there a batch of short texts also holds more rows (the same token budget as a full-width
 batch, up to MAX_ROW_FACTOR x the rows), so that short buckets fill the chip too. Batches are
-dispatched without waiting for each other: the embeddings stay on the device and come back to the
-host once, at the end (no host round trip per batch).
+dispatched ahead of the results (IN_FLIGHT batches queued on the device while the host fetches an
+earlier one and prepares the next), so the device never waits for a host round trip.
 """
 from __future__ import annotations
 
+import collections
 import math
 from typing import Sequence
 
@@ -29,6 +30,7 @@ LEN_STEP = 32
 CPU_ROWS = 128       # XLA:CPU: larger batches measured no faster (docs/benchmarks.md, CPU speed)
 ACCEL_ROWS = 512     # per data-parallel device on GPU / TPU
 MAX_ROW_FACTOR = 8   # short buckets: at most this many times the rows of a full-width batch
+IN_FLIGHT = 2        # batches dispatched ahead of the one being fetched
 
 
 def _unit(mesh: Mesh) -> int:
@@ -96,9 +98,20 @@ class Embedder:
     lengths = mask.sum(1)
     order = np.argsort(-lengths, kind="stable")
     unit = _unit(self.mesh)
-    pending = []  # (rows, device embeddings): fetched once, after the last batch is dispatched
-    s = 0
+    out = np.zeros((n_texts, 0), np.float32)
+    pending = collections.deque()  # (rows, device embeddings) dispatched, not yet fetched
     with tqdm(total=n_texts, desc=desc, disable=jax.process_index() != 0, mininterval=5.0) as bar:
+
+      def fetch():
+        nonlocal out
+        rows, emb = pending.popleft()
+        emb = np.asarray(emb)[:len(rows)]
+        if out.shape[1] != emb.shape[1]:
+          out = np.zeros((n_texts, emb.shape[1]), np.float32)
+        out[rows] = emb
+        bar.update(len(rows))
+
+      s = 0
       while s < n_texts:
         width = min(max_len, -(-int(lengths[order[s]]) // LEN_STEP) * LEN_STEP)
         bs = bucket_rows(self.batch_size, width, max_len, unit, self.token_budget)
@@ -113,13 +126,10 @@ class Embedder:
         batch = sharding.host_local_to_global({"ids": b_ids[mine], "mask": b_mask[mine]}, self.mesh)
         pending.append((rows, fn(params, batch["ids"], batch["mask"])))
         s += n
-        bar.update(n)
-    out = None
-    for rows, emb in pending:
-      emb = np.asarray(emb)[:len(rows)]
-      if out is None:
-        out = np.zeros((n_texts, emb.shape[1]), np.float32)
-      out[rows] = emb
+        if len(pending) > IN_FLIGHT:
+          fetch()
+      while pending:
+        fetch()
     return out
 
 
