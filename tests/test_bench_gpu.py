@@ -1,16 +1,19 @@
-"""scripts/bench_gpu.py --small runs end to end on this CPU (the script a GPU host runs as is)."""
+"""scripts/bench_gpu.py --small runs end to end on this CPU (the script a GPU host runs as is), with
+TensorFlow hidden as on the measured GPU host."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from conftest import WITHOUT_TENSORFLOW
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_gpu_small_runs_and_reports_every_section(tmp_path):
   out = tmp_path / "bench.json"
-  env = dict(os.environ, HF_HUB_OFFLINE="1")
+  env = dict(os.environ, HF_HUB_OFFLINE="1", **WITHOUT_TENSORFLOW)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user runs it
   proc = subprocess.run([sys.executable, str(ROOT / "scripts/bench_gpu.py"), "--small", "--json",
                          str(out), "--screen", "bf16_3x", "--cache_dir", str(tmp_path / "cache")],
