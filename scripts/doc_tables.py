@@ -11,8 +11,8 @@ metric, language-group means included) and `meta.json` ({"commit": the code that
   ...
   <!-- /table -->
 
-and TABLES below says how NAME is built: which study, which runs are rows (by the swept keys), which
-metrics are columns. Each cell is mean ± standard deviation over the runs of its row (sample std,
+and TABLES below says how NAME is built: which runs are its rows (a study and the values of its swept
+keys), which metrics are its columns. Each cell is mean ± standard deviation over the runs of its row (sample std,
 n - 1), with n; the caption under each table names its source file, the code's commit and n.
 tests/test_doc_tables.py runs `--check`.
 """
@@ -35,12 +35,14 @@ MARK = re.compile(r"(<!-- table (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /tabl
 
 @dataclass
 class Table:
-  study: str                              # docs/study/<study>/
-  row_key: str                            # the swept key whose values are the rows
-  rows: list[tuple[str, str]]             # (value of row_key, label)
-  columns: list[tuple[str, str]]          # (header, metric column of summary.csv)
-  where: dict[str, str] = field(default_factory=dict)  # other swept keys fixed to a value
+  rows: list[tuple[str, str, dict]]   # (label, study under docs/study/, {swept key: value} its runs have)
+  columns: list[tuple[str, str]]      # (header, metric column of summary.csv)
   digits: int = 3
+
+
+def rows_of(study: str, key: str, values: list[tuple[str, str]], **fixed) -> list[tuple[str, str, dict]]:
+  """One row per (value of the swept `key`, label) of one study."""
+  return [(label, study, {key: v, **fixed}) for v, label in values]
 
 
 IT = "scenes"
@@ -48,22 +50,24 @@ FAMILIES = [("Indo-European (de en es fr hi ru)", "Indo-European"), ("Sino-Tibet
             ("Japonic (ja)", "Japonic"), ("Turkic (tr)", "Turkic")]
 SCRIPTS = [("Latin (de en es fr tr)", "Latin"), ("Cyrillic (ru)", "Cyrillic"),
            ("Devanagari (hi)", "Devanagari"), ("Han (zh)", "Han"), ("Japanese (ja)", "Japanese")]
-COMPOSITION_ROWS = [("it_mono", "it_mono"), ("it_mixed", "it_mixed"), ("tt_xy", "tt_xy"),
-                    ("hybrid", "hybrid (α 0.5)")]
+COMPOSITION = rows_of("it_composition", "sampler.batch_type",
+                      [("it_mono", "it_mono"), ("it_mixed", "it_mixed"), ("tt_xy", "tt_xy"),
+                       ("hybrid", "hybrid (α 0.5)")])
+HEADLINE = [("t2i R@1", f"{IT}/t2i/r@1"), ("t2i R@10", f"{IT}/t2i/r@10"),
+            ("t2i mAP@100", f"{IT}/t2i/map@100"), ("i2t R@1", f"{IT}/i2t/r@1"),
+            ("i2t mAP@100", f"{IT}/i2t/map@100"), ("mean recall", f"{IT}/mean_recall"),
+            ("multi i2t mAP@100", f"{IT}/multi/i2t/map@100"),
+            ("language bias", f"{IT}/multi/language_bias"), ("c2c mAP", f"{IT}/c2c/map")]
+ALPHAS = [("0", "0 (tt_xy only)"), ("0.25", "0.25"), ("0.5", "0.5"), ("0.75", "0.75"),
+          ("1", "1 (it_mono only)")]
+PER_LANG = [(f"{l} t2i mAP@100", f"{IT}/t2i/map@100/{l}") for l in ("en", "de", "zh", "hi", "tr", "ru", "ja")]
 
 TABLES: dict[str, Table] = {
-    "it_composition": Table(
-        "it_composition", "sampler.batch_type", COMPOSITION_ROWS,
-        [("t2i R@1", f"{IT}/t2i/recall@1"), ("t2i R@10", f"{IT}/t2i/recall@10"),
-         ("t2i mAP@100", f"{IT}/t2i/map@100"), ("i2t R@1", f"{IT}/i2t/recall@1"),
-         ("i2t mAP@100", f"{IT}/i2t/map@100"), ("multi i2t mAP@100", f"{IT}/multi/i2t/map@100"),
-         ("language bias", f"{IT}/multi/i2t/rank_distance"), ("c2c mAP", f"{IT}/c2c/map")]),
-    "it_composition_family": Table(
-        "it_composition", "sampler.batch_type", COMPOSITION_ROWS,
-        [(h, f"{IT}/t2i/map@100/by_family/{g}") for h, g in FAMILIES]),
-    "it_composition_script": Table(
-        "it_composition", "sampler.batch_type", COMPOSITION_ROWS,
-        [(h, f"{IT}/t2i/map@100/by_script/{g}") for h, g in SCRIPTS]),
+    "it_composition": Table(COMPOSITION, HEADLINE),
+    "it_composition_family": Table(COMPOSITION, [(h, f"{IT}/t2i/map@100/by_family/{g}") for h, g in FAMILIES]),
+    "it_composition_script": Table(COMPOSITION, [(h, f"{IT}/t2i/map@100/by_script/{g}") for h, g in SCRIPTS]),
+    "it_alpha_heldout": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), HEADLINE),
+    "it_alpha_heldout_langs": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), PER_LANG),
 }
 
 
@@ -82,34 +86,32 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
   return mean, std, n
 
 
-def _fmt(v: float, digits: int) -> str:
-  d = 1 if abs(v) >= 100 else digits
-  return f"{v:.{d}f}"
+def _cell(mean: float, std: float, digits: int) -> str:
+  d = 1 if abs(mean) >= 10 else digits  # ranks and counts: one decimal
+  return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
 def render(name: str) -> str:
   t = TABLES[name]
-  runs, meta = _read(t.study)
-  done = [r for r in runs if r.get("status") == "done"
-          and all(r.get(k) == v for k, v in t.where.items())]
   lines = ["| run | " + " | ".join(h for h, _ in t.columns) + " |",
            "|---" * (len(t.columns) + 1) + "|"]
-  ns = set()
-  for value, label in t.rows:
-    mine = [r for r in done if r.get(t.row_key) == value]
+  ns, sources = set(), {}
+  for label, study, where in t.rows:
+    runs, meta = _read(study)
+    sources[study] = meta["commit"]
+    mine = [r for r in runs if r.get("status") == "done" and all(r.get(k) == v for k, v in where.items())]
     cells = []
     for header, col in t.columns:
       vals = [float(r[col]) for r in mine if r.get(col, "") != ""]
       if not vals:
-        raise SystemExit(f"docs/study/{t.study}/summary.csv: no value of {col!r} for "
-                         f"{t.row_key}={value} (table {name})")
+        raise SystemExit(f"docs/study/{study}/summary.csv: no value of {col!r} for {where} (table {name})")
       mean, std, n = _mean_std(vals)
       ns.add(n)
-      cells.append(f"{_fmt(mean, t.digits)} ± {_fmt(std, t.digits)}")
+      cells.append(_cell(mean, std, t.digits))
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   n_txt = "/".join(str(n) for n in sorted(ns))
-  lines += ["", f"*Mean ± standard deviation over {n_txt} seeds; source "
-            f"`docs/study/{t.study}/summary.csv` (one row per run), code {meta['commit']}; "
+  src = "; ".join(f"`docs/study/{s}/summary.csv` (code {c})" for s, c in sources.items())
+  lines += ["", f"*Mean ± standard deviation over {n_txt} seeds; one row per run in {src}; "
             f"regenerated by `scripts/doc_tables.py`.*", ""]
   return "\n".join(lines)
 

@@ -68,7 +68,7 @@ def collect(name: str, runs: pathlib.Path, commit: str) -> None:
                     str(src), "--set", SEEDS, "--aggregate_only"], check=True)
   for f in ("summary.csv", "summary.md"):
     shutil.copy(src / f, dst / f)
-  meta = dict(commit=commit, commands=[" ".join(c) for c in commands(name, pathlib.Path("runs"))],
+  meta = dict(commit=commit, commands=[" ".join(["python"] + c[1:]) for c in commands(name, pathlib.Path("runs"))],
               machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, 2 cores (the project's CPU box)",
               world="synthetic scenes (hbt_jax/data/synthetic_scenes.py): synthetic, not real photos")
   (dst / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

@@ -23,7 +23,7 @@ def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkey
   monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
   monkeypatch.setattr(doc_tables, "DOCS", ("docs/research.md",))
   monkeypatch.setitem(doc_tables.TABLES, "toy", doc_tables.Table(
-      "toy", "sampler.alpha", [("0", "X-Y"), ("1", "X-X")], [("A", "m/a")]))
+      doc_tables.rows_of("toy", "sampler.alpha", [("0", "X-Y"), ("1", "X-X")]), [("A", "m/a")]))
   doc = tmp_path / "docs" / "research.md"
   doc.write_text("intro\n<!-- table toy -->\n| stale |\n<!-- /table -->\nend\n", encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1
@@ -31,7 +31,7 @@ def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkey
   text = doc.read_text(encoding="utf-8")
   assert "| X-Y | 0.600 ± 0.141 |" in text      # mean and sample std of 0.5, 0.7
   assert "| X-X | 0.200 ± 0.000 |" in text      # the failed run is left out
-  assert "over 1/2 seeds" in text and "code abc1234" in text
+  assert "over 1/2 seeds" in text and "`docs/study/toy/summary.csv` (code abc1234)" in text
   doc.write_text(text.replace("0.600", "0.610"), encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1
   doc.write_text(text.replace("table toy", "table nosuch"), encoding="utf-8")
