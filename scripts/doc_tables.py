@@ -66,6 +66,13 @@ TABLES: dict[str, Table] = {
     "it_composition": Table(COMPOSITION, HEADLINE),
     "it_composition_family": Table(COMPOSITION, [(h, f"{IT}/t2i/map@100/by_family/{g}") for h, g in FAMILIES]),
     "it_composition_script": Table(COMPOSITION, [(h, f"{IT}/t2i/map@100/by_script/{g}") for h, g in SCRIPTS]),
+    "it_separate": Table([
+        ("it_mono alone, 60 steps", "it_composition", {"sampler.batch_type": "it_mono"}),
+        ("tt_xy alone, 60 steps", "it_composition", {"sampler.batch_type": "tt_xy"}),
+        ("it_mono 30 steps (first stage below)", "it_seq_it_first", {}),
+        ("it_mono 30 → tt_xy 30", "it_seq_then_tt", {}),
+        ("tt_xy 30 → it_mono 30", "it_seq_then_it", {}),
+        ("hybrid α 0.5, 60 steps", "it_composition", {"sampler.batch_type": "hybrid"})], HEADLINE),
     "it_alpha_heldout": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), HEADLINE),
     "it_alpha_heldout_langs": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), PER_LANG),
 }

@@ -94,15 +94,17 @@ def screen_error(screen: str, dim: int) -> float:
   the rounded inputs are exact in float32, so rounding costs <= (2u + u^2) sum|q_i x_i|. "bf16_3x":
   v = hi + lo + r with hi = bf16(v), lo = bf16(v - hi), |lo| <= u (1 + u)|v|, |r| <= u^2 |v|, and the
   screen sums hi.hi + hi.lo + lo.hi: the terms left out (lo.lo, hi.r, r.hi, lo.r, r.lo, r.r) are
-  <= u^2 (3 + 6u + 4u^2) sum|q_i x_i|. Float32 accumulation of d terms adds <= gamma_d per pass
-  (gamma_d = d 2^-24 / (1 - d 2^-24)) of the sum of magnitudes; it is counted 8x over (accelerator
-  accumulators need not round to nearest), and sum|q_i x_i| <= |q| |x| (Cauchy-Schwarz)."""
+  <= u^2 (3 + 6u + 4u^2) sum|q_i x_i|. Float32 accumulation of d terms adds <= gamma_d (= d 2^-24 /
+  (1 - d 2^-24)) times the sum of the magnitudes of that pass's terms: (1 + u)^2 sum|q_i x_i| for
+  hi.hi, u (1 + u)^2 sum|q_i x_i| for each of hi.lo and lo.hi; it is counted 8x over (accelerator
+  accumulators need not round to nearest), the two float32 additions of the passes add <= 4 2^-24,
+  and sum|q_i x_i| <= |q| |x| (Cauchy-Schwarz)."""
   u = BF16_UNIT
   gamma = dim * F32_UNIT / (1 - dim * F32_UNIT)
   if screen == "bf16":
     return (2 * u + u * u) + 8 * gamma * (1 + u) ** 2
   if screen == "bf16_3x":
-    return u * u * (3 + 6 * u + 4 * u * u) + 8 * 3 * gamma * (1 + u) ** 2 + 4 * F32_UNIT
+    return u * u * (3 + 6 * u + 4 * u * u) + 8 * gamma * (1 + u) ** 2 * (1 + 2 * u) + 4 * F32_UNIT
   raise ValueError(f"no error bound for screen={screen!r}")
 
 
