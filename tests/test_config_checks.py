@@ -1,5 +1,7 @@
 """Config values are checked before any work starts; each error names its key (in-process, fast).
 The command line's one-line `error:` and exit status 2: test_robustness.py."""
+from pathlib import Path
+
 import pytest
 
 from conftest import load_config
@@ -49,3 +51,17 @@ def test_user_errors_and_bugs_are_told_apart():
       "/x/y.png: No such file or directory"
   assert cli.user_message(KeyError("query_ids")) is None  # a bug: keeps its traceback
   assert cli.user_message(ValueError("shapes do not match")) is None
+
+
+def test_hbt_cpu_full_option_is_the_readme_protocol():
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("hbt_cpu", Path(__file__).resolve().parents[1] / "configs/hbt_cpu.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  slice_cfg = mod.get_config("mlqa_r:hybrid:me5:study")
+  full = mod.get_config("mlqa_r:hybrid:me5:study:full")
+  assert slice_cfg.evals.xquad_r.max_questions == 300 and not slice_cfg.evals.xquad_r.candidate_context
+  assert full.evals.xquad_r.max_questions == 0 and full.evals.xquad_r.candidate_context
+  assert full.num_steps == slice_cfg.num_steps == 60
+  with pytest.raises(ValueError, match="options after VARIANT"):
+    mod.get_config("mlqa_r:hybrid:me5:fast")
