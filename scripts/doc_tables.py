@@ -36,7 +36,8 @@ MARK = re.compile(r"(<!-- table (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /tabl
 @dataclass
 class Table:
   rows: list[tuple[str, str, dict]]   # (label, study under docs/study/, {swept key: value} its runs have)
-  columns: list[tuple[str, str]]      # (header, metric column of summary.csv)
+  columns: list[tuple[str, str | tuple[str, ...]]]  # (header, metric column of summary.csv, or several:
+                                                    #  their mean within each run, then over seeds)
   digits: int = 3
 
 
@@ -62,6 +63,33 @@ ALPHAS = [("0", "0 (tt_xy only)"), ("0.25", "0.25"), ("0.5", "0.5"), ("0.75", "0
           ("1", "1 (it_mono only)")]
 PER_LANG = [(f"{l} t2i mAP@100", f"{IT}/t2i/map@100/{l}") for l in ("en", "de", "zh", "hi", "tr", "ru", "ja")]
 
+LANGS = ("en", "de", "fr", "es", "ru", "hi", "tr", "zh", "ja")
+HIGH, LOW, HELD_OUT = ("en", "de", "fr", "es", "zh"), ("hi", "tr"), ("ru", "ja")  # the α study's groups
+
+
+def t2i(langs) -> tuple[str, ...]:
+  return tuple(f"{IT}/t2i/map@100/{l}" for l in langs)
+
+
+def c2c(keep) -> tuple[str, ...]:
+  """c2c mAP over the ordered language pairs (x, y), x != y, that `keep(x, y)` accepts."""
+  return tuple(f"{IT}/c2c/map/{x}-{y}" for x in LANGS for y in LANGS if x != y and keep(x, y))
+
+
+GROUPS = [("t2i, trained (en de fr es zh)", t2i(HIGH)), ("t2i, low-resource (hi tr)", t2i(LOW)),
+          ("t2i, held out (ru ja)", t2i(HELD_OUT)),
+          ("c2c, pairs of en de fr es zh", c2c(lambda x, y: x in HIGH and y in HIGH)),
+          ("c2c, pairs with hi or tr", c2c(lambda x, y: (x in LOW or y in LOW) and x not in HELD_OUT
+                                                        and y not in HELD_OUT)),
+          ("c2c, pairs with ru or ja", c2c(lambda x, y: x in HELD_OUT or y in HELD_OUT))]
+FRACTIONS = [("0.125", "1/8"), ("0.25", "1/4"), ("0.5", "1/2")]
+SCALE = (rows_of("it_scale_hybrid", "data.fraction", [(v, f"hybrid, {l}") for v, l in FRACTIONS])
+         + [("hybrid, 1", "it_composition", {"sampler.batch_type": "hybrid"})]
+         + rows_of("it_scale_english", "data.fraction", [(v, f"English-only, {l}") for v, l in FRACTIONS + [("1", "1")]]))
+SCALE_COLUMNS = [("t2i mAP@100, all 9", f"{IT}/t2i/map@100"), ("t2i mAP@100, en", f"{IT}/t2i/map@100/en"),
+                 ("t2i mAP@100, other 8", t2i(LANGS[1:])), ("c2c mAP", f"{IT}/c2c/map"),
+                 ("multi i2t mAP@100", f"{IT}/multi/i2t/map@100"), ("language bias", f"{IT}/multi/language_bias")]
+
 TABLES: dict[str, Table] = {
     "it_composition": Table(COMPOSITION, HEADLINE),
     "it_composition_family": Table(COMPOSITION, [(h, f"{IT}/t2i/map@100/by_family/{g}") for h, g in FAMILIES]),
@@ -75,6 +103,8 @@ TABLES: dict[str, Table] = {
         ("hybrid α 0.5, 60 steps", "it_composition", {"sampler.batch_type": "hybrid"})], HEADLINE),
     "it_alpha_heldout": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), HEADLINE),
     "it_alpha_heldout_langs": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), PER_LANG),
+    "it_alpha_heldout_groups": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), GROUPS),
+    "it_scale": Table(SCALE, SCALE_COLUMNS),
 }
 
 
@@ -98,21 +128,34 @@ def _cell(mean: float, std: float, digits: int) -> str:
   return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
+def values(study: str, where: dict, col: str | tuple[str, ...], table: str = "") -> list[float]:
+  """One value per finished run of `study` whose swept keys equal `where` (the mean of `col` if it
+  names several metrics)."""
+  runs, _ = _read(study)
+  cols = (col,) if isinstance(col, str) else col
+  out = []
+  for r in runs:
+    if r.get("status") != "done" or any(r.get(k) != v for k, v in where.items()):
+      continue
+    cells = [r.get(c, "") for c in cols]
+    if all(c != "" for c in cells):
+      out.append(sum(float(c) for c in cells) / len(cells))
+  if not out:
+    raise SystemExit(f"docs/study/{study}/summary.csv: no value of {col!r} for {where}"
+                     + (f" (table {table})" if table else ""))
+  return out
+
+
 def render(name: str) -> str:
   t = TABLES[name]
   lines = ["| run | " + " | ".join(h for h, _ in t.columns) + " |",
            "|---" * (len(t.columns) + 1) + "|"]
   ns, sources = set(), {}
   for label, study, where in t.rows:
-    runs, meta = _read(study)
-    sources[study] = meta["commit"]
-    mine = [r for r in runs if r.get("status") == "done" and all(r.get(k) == v for k, v in where.items())]
+    sources[study] = _read(study)[1]["commit"]
     cells = []
-    for header, col in t.columns:
-      vals = [float(r[col]) for r in mine if r.get(col, "") != ""]
-      if not vals:
-        raise SystemExit(f"docs/study/{study}/summary.csv: no value of {col!r} for {where} (table {name})")
-      mean, std, n = _mean_std(vals)
+    for _, col in t.columns:
+      mean, std, n = _mean_std(values(study, where, col, name))
       ns.add(n)
       cells.append(_cell(mean, std, t.digits))
     lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -1,0 +1,151 @@
+"""The figures of docs/research.md §6 (image–text, synthetic world), drawn from the committed per-run
+data in docs/study/ with the same selection and averaging as the tables (scripts/doc_tables.py).
+
+  python scripts/study_figures.py [--out docs/figures] [--only NAME ...]
+
+Every point is the mean over seeds, its error bar one standard deviation (n - 1); the caption of each
+figure names its source files and the code's commit. A figure whose study has no data yet is skipped
+with a line saying so.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import doc_tables as dt  # noqa: E402
+
+ROOT = dt.ROOT
+
+
+def _point(study: str, where: dict, col) -> tuple[float, float]:
+  mean, std, _ = dt._mean_std(dt.values(study, where, col))
+  return mean, std
+
+
+def _source(studies) -> str:
+  return "; ".join(f"docs/study/{s} (code {dt._read(s)[1]['commit']})" for s in dict.fromkeys(studies))
+
+
+def _caption(fig, studies) -> None:
+  fig.text(0.01, 0.01, "synthetic scene world; mean ± std over seeds; " + _source(studies),
+           fontsize=7, color="0.3")
+
+
+def alpha(out: pathlib.Path) -> pathlib.Path:
+  """t2i mAP@100 and c2c mAP against α for trained, low-resource and held-out caption languages."""
+  study = "it_alpha_heldout"
+  xs = [float(v) for v, _ in dt.ALPHAS]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  for ax, kind in zip(axes, ("t2i", "c2c")):
+    for header, cols in dt.GROUPS:
+      if not header.startswith(kind):
+        continue
+      pts = [_point(study, {"sampler.alpha": v}, cols) for v, _ in dt.ALPHAS]
+      ax.errorbar(xs, [m for m, _ in pts], yerr=[s for _, s in pts], marker="o", capsize=3,
+                  label=header.split(", ", 1)[1])
+    ax.set_xlabel("α (share of image–caption batches; 0 = tt_xy only, 1 = it_mono only)")
+    ax.set_ylabel("t2i mAP@100" if kind == "t2i" else "caption→caption mAP")
+    ax.set_title("text→image, per language group" if kind == "t2i" else "caption→caption, per pair group")
+    ax.set_xticks(xs)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle("α: trained, low-resource (hi tr, 15 % of images) and held-out (ru ja) caption languages")
+  _caption(fig, [study])
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  path = out / "it_alpha_heldout.png"
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def scale(out: pathlib.Path) -> pathlib.Path:
+  """Data scale: hybrid against the English-only CLIP-style baseline, mono (t2i) and cross (c2c)."""
+  series = {"hybrid (α 0.5)": [r for r in dt.SCALE if r[0].startswith("hybrid")],
+            "English-only (it_mono on en)": [r for r in dt.SCALE if r[0].startswith("English")]}
+  frac = {"1/8": 0.125, "1/4": 0.25, "1/2": 0.5, "1": 1.0}
+  panels = [("t2i mAP@100, en", "English text→image mAP@100"),
+            ("t2i mAP@100, other 8", "text→image mAP@100, the 8 other languages"),
+            ("c2c mAP", "caption→caption mAP (cross-lingual)")]
+  cols = dict(dt.SCALE_COLUMNS)
+  fig, axes = plt.subplots(1, len(panels), figsize=(13, 4))
+  studies = []
+  for ax, (header, title) in zip(axes, panels):
+    for name, rows in series.items():
+      xs, ms, ss = [], [], []
+      for label, study, where in rows:
+        m, s = _point(study, where, cols[header])
+        xs.append(frac[label.rsplit(", ", 1)[1]])
+        ms.append(m)
+        ss.append(s)
+        studies.append(study)
+      ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(frac.values()), list(frac))
+    ax.set_xlabel("fraction of the 600 training images (nested)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle("Data scale at 60 steps of batch 32: hybrid against an English-only CLIP-style baseline")
+  _caption(fig, studies)
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  path = out / "it_scale.png"
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def composition(out: pathlib.Path) -> pathlib.Path:
+  """Batch composition against t2i mAP@100 per language family and per script (grouped bars)."""
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+  for ax, (groups, kind) in zip(axes, ((dt.FAMILIES, "by_family"), (dt.SCRIPTS, "by_script"))):
+    width = 0.8 / len(dt.COMPOSITION)
+    for i, (label, study, where) in enumerate(dt.COMPOSITION):
+      pts = [_point(study, where, f"{dt.IT}/t2i/map@100/{kind}/{g}") for _, g in groups]
+      ax.bar([j + i * width for j in range(len(groups))], [m for m, _ in pts], width,
+             yerr=[s for _, s in pts], capsize=2, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], [h for h, _ in groups],
+                  fontsize=7)
+    ax.set_ylabel("t2i mAP@100")
+    ax.set_title("per language family" if kind == "by_family" else "per script")
+    ax.grid(alpha=0.3, axis="y")
+  axes[0].legend(fontsize=8)
+  fig.suptitle("Batch composition: text→image mAP@100 per language family and script")
+  _caption(fig, ["it_composition"])
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  path = out / "it_composition.png"
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+FIGURES = {"it_composition": (composition, ["it_composition"]),
+           "it_alpha_heldout": (alpha, ["it_alpha_heldout"]),
+           "it_scale": (scale, ["it_scale_hybrid", "it_scale_english", "it_composition"])}
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
+  ap.add_argument("--only", nargs="*", default=list(FIGURES), choices=list(FIGURES))
+  args = ap.parse_args(argv)
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  for name in args.only:
+    draw, needs = FIGURES[name]
+    missing = [s for s in needs if not (dt.ROOT / "docs" / "study" / s / "summary.csv").exists()]
+    if missing:
+      print(f"{name}: skipped, no data yet in docs/study/{', '.join(missing)}")
+      continue
+    print(draw(out))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
