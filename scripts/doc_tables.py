@@ -33,11 +33,18 @@ DOCS = ("docs/research.md", "docs/results.md", "docs/benchmarks.md", "README.md"
 MARK = re.compile(r"(<!-- table (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 
 
+@dataclass(frozen=True)
+class Ratio:
+  """A column that is, per run, the mean of metrics `num` over the mean of metrics `den`."""
+  num: tuple[str, ...]
+  den: tuple[str, ...]
+
+
 @dataclass
 class Table:
   rows: list[tuple[str, str, dict]]   # (label, study under docs/study/, {swept key: value} its runs have)
-  columns: list[tuple[str, str | tuple[str, ...]]]  # (header, metric column of summary.csv, or several:
-                                                    #  their mean within each run, then over seeds)
+  columns: list[tuple[str, str | tuple[str, ...] | Ratio]]  # (header, metric column of summary.csv, or
+                                                    # several: their mean within each run, or a Ratio)
   digits: int = 3
 
 
@@ -81,7 +88,9 @@ GROUPS = [("t2i, trained (en de fr es zh)", t2i(HIGH)), ("t2i, low-resource (hi 
           ("c2c, pairs of en de fr es zh", c2c(lambda x, y: x in HIGH and y in HIGH)),
           ("c2c, pairs with hi or tr", c2c(lambda x, y: (x in LOW or y in LOW) and x not in HELD_OUT
                                                         and y not in HELD_OUT)),
-          ("c2c, pairs with ru or ja", c2c(lambda x, y: x in HELD_OUT or y in HELD_OUT))]
+          ("c2c, pairs with ru or ja", c2c(lambda x, y: x in HELD_OUT or y in HELD_OUT)),
+          ("t2i low-resource ÷ trained", Ratio(t2i(LOW), t2i(HIGH))),
+          ("t2i held out ÷ trained", Ratio(t2i(HELD_OUT), t2i(HIGH)))]
 FRACTIONS = [("0.125", "1/8"), ("0.25", "1/4"), ("0.5", "1/2")]
 SCALE = (rows_of("it_scale_hybrid", "data.fraction", [(v, f"hybrid, {l}") for v, l in FRACTIONS])
          + [("hybrid, 1", "it_composition", {"sampler.batch_type": "hybrid"})]
@@ -105,6 +114,11 @@ TABLES: dict[str, Table] = {
     "it_alpha_heldout_langs": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), PER_LANG),
     "it_alpha_heldout_groups": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), GROUPS),
     "it_scale": Table(SCALE, SCALE_COLUMNS),
+    # our side of the paper's Table 1 (research.md §7): the README's protocol on the full XQuAD-R
+    "text_full": Table(rows_of("text_full", "sampler.alpha", [("1", "X-X (α 1)"), ("0", "X-Y (α 0)"),
+                                                               ("0.5", "hybrid (α 0.5)")]),
+                       [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
+                        ("multi mAP", "xquad_r/multi/map"), ("rank distance", "xquad_r/multi/rank_distance")]),
 }
 
 
@@ -128,18 +142,26 @@ def _cell(mean: float, std: float, digits: int) -> str:
   return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
-def values(study: str, where: dict, col: str | tuple[str, ...], table: str = "") -> list[float]:
-  """One value per finished run of `study` whose swept keys equal `where` (the mean of `col` if it
-  names several metrics)."""
+def values(study: str, where: dict, col: str | tuple[str, ...] | Ratio, table: str = "") -> list[float]:
+  """One value per finished run of `study` whose swept keys equal `where`: the metric, the mean of
+  several, or a Ratio of two such means."""
   runs, _ = _read(study)
-  cols = (col,) if isinstance(col, str) else col
+
+  def mean(r, cols):
+    cells = [r.get(c, "") for c in ((cols,) if isinstance(cols, str) else cols)]
+    return sum(float(c) for c in cells) / len(cells) if all(c != "" for c in cells) else None
+
   out = []
   for r in runs:
     if r.get("status") != "done" or any(r.get(k) != v for k, v in where.items()):
       continue
-    cells = [r.get(c, "") for c in cols]
-    if all(c != "" for c in cells):
-      out.append(sum(float(c) for c in cells) / len(cells))
+    if isinstance(col, Ratio):
+      num, den = mean(r, col.num), mean(r, col.den)
+      v = num / den if num is not None and den else None
+    else:
+      v = mean(r, col)
+    if v is not None:
+      out.append(v)
   if not out:
     raise SystemExit(f"docs/study/{study}/summary.csv: no value of {col!r} for {where}"
                      + (f" (table {table})" if table else ""))

@@ -1,13 +1,16 @@
-"""The image–text study of docs/research.md (issue 22) on the synthetic scene world: its sweeps, and
-the copy of each sweep's per-run data into docs/study/NAME/ for scripts/doc_tables.py.
+"""The sweeps of docs/research.md's studies (issue 22), and the copy of each sweep's per-run data
+into docs/study/NAME/ for scripts/doc_tables.py and scripts/study_figures.py.
 
-  python scripts/image_text_study.py --print                   # the commands, one per sweep
-  python scripts/image_text_study.py --run NAME [--runs DIR]   # run one sweep (resumable)
-  python scripts/image_text_study.py --collect NAME --commit C # summary.csv + meta.json -> docs/study/NAME
+  python scripts/study.py --print                   # the commands, one per sweep
+  python scripts/study.py --run NAME [--runs DIR]   # run one sweep (resumable)
+  python scripts/study.py --collect NAME --commit C # summary.csv + meta.json -> docs/study/NAME
 
-Every sweep: configs/image_text.py:scenes (LiT: EfficientNet-Lite0 features locked, e5-small caption
-tower, 60 steps of batch 32) over seeds 0, 1, 2. The world is synthetic: coloured shapes, template
-captions in 9 languages, hi and tr captioned for 15 % of the images (low-resource).
+Image–text sweeps (it_*): configs/image_text.py:scenes (LiT: EfficientNet-Lite0 features locked,
+e5-small caption tower, 60 steps of batch 32) over seeds 0, 1, 2. The world is synthetic: coloured
+shapes, template captions in 9 languages, hi and tr captioned for 15 % of the images (low-resource).
+Text sweep (text_full): configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full — e5-small, 60 steps of
+batch 32 on MLQA-R, evaluated with the README's protocol (full XQuAD-R, every candidate sentence
+encoded with its paragraph), α ∈ {0, 0.5, 1} × seeds 0, 1, 2 (~25-30 min per run on 2 cores).
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ SWEEPS = {
     "it_scale_hybrid": (CFG, [SEEDS, "data.fraction=0.125,0.25,0.5"], []),
     "it_scale_english": (CFG + ":english", [SEEDS, "data.fraction=0.125,0.25,0.5,1"], []),
     # separate tasks one after the other, 30 + 30 steps (hybrid and the single tasks: it_composition)
+    # text, the README's protocol (paper Table 1's side by side)
+    "text_full": ("configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full", [SEEDS, "sampler.alpha=0,0.5,1"], []),
     "it_seq_it_first": (CFG + ":it_mono", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30"]),
     "it_seq_then_tt": (CFG + ":tt_xy", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30",
                                                 "--config.restore_from=RUNS/it_seq_it_first/runs/seed=SEED"]),
@@ -70,7 +75,8 @@ def collect(name: str, runs: pathlib.Path, commit: str) -> None:
     shutil.copy(src / f, dst / f)
   meta = dict(commit=commit, commands=[" ".join(["python"] + c[1:]) for c in commands(name, pathlib.Path("runs"))],
               machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, 2 cores (the project's CPU box)",
-              world="synthetic scenes (hbt_jax/data/synthetic_scenes.py): synthetic, not real photos")
+              data=("synthetic scenes (hbt_jax/data/synthetic_scenes.py): synthetic, not real photos"
+                    if name.startswith("it_") else "train MLQA-R, evaluate the full XQuAD-R with paragraph context"))
   (dst / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
   print(f"{dst}: summary.csv, summary.md, meta.json")
 

@@ -39,20 +39,24 @@ def _caption(fig, studies) -> None:
 
 
 def alpha(out: pathlib.Path) -> pathlib.Path:
-  """t2i mAP@100 and c2c mAP against α for trained, low-resource and held-out caption languages."""
+  """t2i mAP@100, c2c mAP and t2i relative to the trained languages, against α, per language group."""
   study = "it_alpha_heldout"
   xs = [float(v) for v, _ in dt.ALPHAS]
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for ax, kind in zip(axes, ("t2i", "c2c")):
+  panels = [("t2i, ", "t2i mAP@100", "text→image, per language group"),
+            ("c2c, ", "caption→caption mAP", "caption→caption, per pair group"),
+            ("t2i ", "t2i mAP@100 of the group ÷ trained", "text→image relative to trained (α > 0)")]
+  fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
+  for ax, (prefix, ylabel, title) in zip(axes, panels):
     for header, cols in dt.GROUPS:
-      if not header.startswith(kind):
+      if not header.startswith(prefix):
         continue
-      pts = [_point(study, {"sampler.alpha": v}, cols) for v, _ in dt.ALPHAS]
-      ax.errorbar(xs, [m for m, _ in pts], yerr=[s for _, s in pts], marker="o", capsize=3,
-                  label=header.split(", ", 1)[1])
-    ax.set_xlabel("α (share of image–caption batches; 0 = tt_xy only, 1 = it_mono only)")
-    ax.set_ylabel("t2i mAP@100" if kind == "t2i" else "caption→caption mAP")
-    ax.set_title("text→image, per language group" if kind == "t2i" else "caption→caption, per pair group")
+      alphas = dt.ALPHAS[1:] if isinstance(cols, dt.Ratio) else dt.ALPHAS  # α 0: t2i at chance
+      pts = [_point(study, {"sampler.alpha": v}, cols) for v, _ in alphas]
+      ax.errorbar([float(v) for v, _ in alphas], [m for m, _ in pts], yerr=[s for _, s in pts],
+                  marker="o", capsize=3, label=header[len(prefix):])
+    ax.set_xlabel("α (0 = tt_xy only, 1 = it_mono only)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
