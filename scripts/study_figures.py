@@ -33,9 +33,15 @@ def _source(studies) -> str:
   return "; ".join(f"docs/study/{s} (code {dt._read(s)[1]['commit']})" for s in dict.fromkeys(studies))
 
 
-def _caption(fig, studies) -> None:
+def _save(fig, title: str, studies, path: pathlib.Path) -> pathlib.Path:
+  """Title, the source caption (data and code commit), and the PNG."""
+  fig.suptitle(title)
   fig.text(0.01, 0.01, "synthetic scene world; mean ± std over seeds; " + _source(studies),
            fontsize=7, color="0.3")
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
 
 
 def alpha(out: pathlib.Path) -> pathlib.Path:
@@ -60,13 +66,8 @@ def alpha(out: pathlib.Path) -> pathlib.Path:
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-  fig.suptitle("α: trained, low-resource (hi tr, 15 % of images) and held-out (ru ja) caption languages")
-  _caption(fig, [study])
-  fig.tight_layout(rect=(0, 0.04, 1, 1))
-  path = out / "it_alpha_heldout.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, "α: trained, low-resource (hi tr, 15 % of images) and held-out (ru ja) caption "
+               "languages", [study], out / "it_alpha_heldout.png")
 
 
 def scale(out: pathlib.Path) -> pathlib.Path:
@@ -96,13 +97,8 @@ def scale(out: pathlib.Path) -> pathlib.Path:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
-  fig.suptitle("Data scale at 60 steps of batch 32: hybrid against an English-only CLIP-style baseline")
-  _caption(fig, studies)
-  fig.tight_layout(rect=(0, 0.04, 1, 1))
-  path = out / "it_scale.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, "Data scale at 60 steps of batch 32: hybrid against an English-only CLIP-style "
+               "baseline", studies, out / "it_scale.png")
 
 
 def composition(out: pathlib.Path) -> pathlib.Path:
@@ -120,13 +116,8 @@ def composition(out: pathlib.Path) -> pathlib.Path:
     ax.set_title("per language family" if kind == "by_family" else "per script")
     ax.grid(alpha=0.3, axis="y")
   axes[0].legend(fontsize=8)
-  fig.suptitle("Batch composition: text→image mAP@100 per language family and script")
-  _caption(fig, ["it_composition"])
-  fig.tight_layout(rect=(0, 0.04, 1, 1))
-  path = out / "it_composition.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, "Batch composition: text→image mAP@100 per language family and script",
+               ["it_composition"], out / "it_composition.png")
 
 
 FIGURES = {"it_composition": (composition, ["it_composition"]),
