@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import functools
 import json
 import math
 import pathlib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ("docs/research.md", "docs/results.md", "docs/benchmarks.md", "README.md")
@@ -123,7 +124,12 @@ TABLES: dict[str, Table] = {
 
 
 def _read(study: str) -> tuple[list[dict], dict]:
-  folder = ROOT / "docs" / "study" / study
+  return _read_folder(ROOT / "docs" / "study" / study)
+
+
+@functools.lru_cache(maxsize=None)
+def _read_folder(folder: pathlib.Path) -> tuple[list[dict], dict]:
+  """A study's rows and meta, read once per run of the script (every cell of every table uses them)."""
   with open(folder / "summary.csv", newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -197,6 +203,7 @@ def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--check", action="store_true", help="report differences, change nothing")
   args = ap.parse_args(argv)
+  _read_folder.cache_clear()  # the data as it is now
   bad = 0
   for doc in DOCS:
     path = ROOT / doc
