@@ -123,6 +123,142 @@ TABLES: dict[str, Table] = {
 }
 
 
+# --- The 2026-11/12 text study (research.md §1, §2, §4, §5): its per-run folders are gone; what is
+# committed are the sweep summaries (docs/study/*_summary.md, mean ± std (n) per cell), so these tables
+# are regenerated from those cells. Code: f226844 (the text path was the same for the 11-22 runs).
+@dataclass(frozen=True)
+class Agg:
+  """One cell of a sweep summary: `section` is "" for its first table (rows: the grid's values,
+  columns: metrics), "Per family" / "Per script" / "Per resource" (under the bold `sub` metric; rows:
+  grid values, columns: groups) or a language's section such as "Hindi (hi)" (rows: metrics, columns:
+  grid values)."""
+  file: str
+  row: tuple[str, ...]
+  col: str
+  section: str = ""
+  sub: str = ""
+
+
+@dataclass
+class SummaryTable:
+  rows: list[tuple[str, list[Agg]]]   # (label, one Agg per column)
+  headers: list[str]
+  digits: int = 3
+
+
+LEGACY_CODE = "f226844"
+TEXT_MAIN = [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
+             ("multi mAP", "xquad_r/multi/map"), ("rank distance", "xquad_r/multi/rank_distance")]
+TEXT_R10 = TEXT_MAIN + [("multi R@10", "xquad_r/multi/recall@10")]
+XQ_FAMILIES = ["Afro-Asiatic (ar)", "Austro-Asiatic (vi)", "Indo-European (de, el, en, es, hi, ru)",
+               "Sino-Tibetan (zh)", "Tai-Kadai (th)", "Turkic (tr)"]
+ALPHA_FILE = {"0": "alpha_summary.md", "0.25": "alpha_025_075_summary.md", "0.5": "alpha_summary.md",
+              "0.75": "alpha_025_075_summary.md", "1": "alpha_summary.md"}  # the 3-seed cells of each α
+ALPHA_LABEL = {"0": "0 (X-Y)", "0.25": "0.25", "0.5": "0.5 (hybrid)", "0.75": "0.75", "1": "1 (X-X)"}
+
+
+def _main_row(file: str, row: tuple[str, ...], cols) -> list[Agg]:
+  return [Agg(file, row, m) for _, m in cols]
+
+
+def _lowres(lang: str, group: tuple[str, str]) -> list[tuple[str, list[Agg]]]:
+  """§5: per α, the capped runs (the language's own section of lowres_summary.md) and the uncapped
+  ones (its family or script row of alpha_summary.md)."""
+  metrics = ["xquad_r/mono/map", "xquad_r/multi/map", "xquad_r/multi/rank_distance"]
+  name = {"hi": "Hindi (hi)", "vi": "Vietnamese (vi)"}[lang]
+  rows = []
+  for a in ("0", "0.5", "1"):
+    rows.append((f"{lang}, α {a}, capped at 50", [Agg("lowres_summary.md", (f"{m}/{lang}",), a, name)
+                                                  for m in metrics]))
+    rows.append((f"{lang}, α {a}, uncapped", [Agg("alpha_summary.md", (a,), group[1], group[0], m)
+                                              for m in metrics]))
+  return rows
+
+
+SUMMARY_TABLES: dict[str, SummaryTable] = {
+    "text_alpha": SummaryTable(
+        [(ALPHA_LABEL[a], _main_row(ALPHA_FILE[a], (a,), TEXT_R10)) for a in ("0", "0.25", "0.5", "0.75", "1")],
+        [h for h, _ in TEXT_R10], digits=4),
+    "text_alpha_family": SummaryTable(
+        [(a, [Agg(ALPHA_FILE[a], (a,), f, "Per family", "xquad_r/multi/map") for f in XQ_FAMILIES])
+         for a in ("0", "0.25", "0.5", "0.75", "1")],
+        [f"{f} multi mAP" for f in XQ_FAMILIES]),
+    "text_xx_mixed": SummaryTable(
+        [("xx_mixed (X-X-mixed)", _main_row("xx_mixed_summary.md", ("all",), TEXT_R10)),
+         ("α 0 (X-Y), from §1", _main_row("alpha_summary.md", ("0",), TEXT_R10)),
+         ("α 1 (X-X), from §1", _main_row("alpha_summary.md", ("1",), TEXT_R10))],
+        [h for h, _ in TEXT_R10], digits=4),
+    "text_scale": SummaryTable(
+        [(f"α {a}, fraction {lab}", _main_row("scale_summary.md", (a, f), TEXT_MAIN))
+         for a in ("0", "0.5", "1") for f, lab in (("0.125", "1/8"), ("0.25", "1/4"), ("0.5", "1/2"), ("1", "1"))],
+        [h for h, _ in TEXT_MAIN]),
+    "text_lowres_hi": SummaryTable(_lowres("hi", ("Per script", "Devanagari (hi)")),
+                                   ["hi mono mAP", "hi multi mAP", "hi rank distance"]),
+    "text_lowres_vi": SummaryTable(_lowres("vi", ("Per family", "Austro-Asiatic (vi)")),
+                                   ["vi mono mAP", "vi multi mAP", "vi rank distance"]),
+}
+
+CELL = re.compile(r"^(?P<mean>-?[\d.]+) ± (?P<std>[\d.]+) \((?P<n>\d+)\)$")
+
+
+@functools.lru_cache(maxsize=None)
+def _summary_md(path: pathlib.Path) -> dict[tuple[str, str], list[tuple[list[str], list[list[str]]]]]:
+  """{(section, sub): its tables as (header, rows)}; the first section is ""."""
+  out: dict = {}
+  section, sub, table = "", "", None
+  for line in path.read_text(encoding="utf-8").splitlines():
+    if line.startswith("## "):
+      section, sub, table = line[3:].split(" (macro")[0].strip(), "", None
+    elif line.startswith("**") and line.endswith("**"):
+      sub, table = line.strip("*"), None
+    elif line.startswith("|"):
+      cells = [c.strip() for c in line.strip().strip("|").split("|")]
+      if table is None:
+        table = (cells, [])
+        out.setdefault((section, sub), []).append(table)
+      elif not set(line) <= set("|-"):
+        table[1].append(cells)
+    else:
+      table = None
+  return out
+
+
+def agg_value(a: Agg) -> tuple[float, float, int]:
+  """mean, std, n of one summary cell; a clear error naming the file when it is not there."""
+  path = ROOT / "docs" / "study" / a.file
+  for header, rows in _summary_md(path).get((a.section, a.sub), []):
+    if a.col not in header:
+      continue
+    for r in rows:
+      if tuple(r[:len(a.row)]) == a.row:
+        m = CELL.match(r[header.index(a.col)])
+        if not m:
+          raise SystemExit(f"docs/study/{a.file}: cell {a} is {r[header.index(a.col)]!r}, not 'mean ± std (n)'")
+        return float(m["mean"]), float(m["std"]), int(m["n"])
+  raise SystemExit(f"docs/study/{a.file}: no cell {a}")
+
+
+def render_summary(name: str) -> str:
+  t = SUMMARY_TABLES[name]
+  lines = ["| run | " + " | ".join(t.headers) + " |", "|---" * (len(t.headers) + 1) + "|"]
+  ns, files = set(), {}
+  for label, aggs in t.rows:
+    cells = []
+    for a in aggs:
+      mean, std, n = agg_value(a)
+      ns.add(n)
+      files[a.file] = None
+      cells.append(_cell(mean, std, t.digits) if n > 1 else _cell(mean, 0, t.digits).split(" ±")[0])
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  n_txt = "/".join(str(n) for n in sorted(ns))
+  src = ", ".join(f"`docs/study/{f}`" for f in files)
+  what = "One run (seed 0) per row, no spread" if ns == {1} else f"Mean ± standard deviation over {n_txt} seeds"
+  lines += ["", f"*{what}, as committed in {src} (sweep summaries; "
+            f"the per-run folders of these 2026-11/12 runs are gone), code {LEGACY_CODE}; "
+            f"regenerated by `scripts/doc_tables.py`.*", ""]
+  return "\n".join(lines)
+
+
 def _read(study: str) -> tuple[list[dict], dict]:
   return _read_folder(ROOT / "docs" / "study" / study)
 
@@ -195,8 +331,14 @@ def render(name: str) -> str:
 
 
 def process(text: str) -> str:
-  return MARK.sub(lambda m: m.group(0) if m.group("name") not in TABLES else
-                  m.group(1) + render(m.group("name")) + m.group(4), text)
+  def sub(m):
+    name = m.group("name")
+    if name in TABLES:
+      return m.group(1) + render(name) + m.group(4)
+    if name in SUMMARY_TABLES:
+      return m.group(1) + render_summary(name) + m.group(4)
+    return m.group(0)
+  return MARK.sub(sub, text)
 
 
 def main(argv=None) -> int:
@@ -204,6 +346,7 @@ def main(argv=None) -> int:
   ap.add_argument("--check", action="store_true", help="report differences, change nothing")
   args = ap.parse_args(argv)
   _read_folder.cache_clear()  # the data as it is now
+  _summary_md.cache_clear()
   bad = 0
   for doc in DOCS:
     path = ROOT / doc
@@ -211,7 +354,7 @@ def main(argv=None) -> int:
       continue
     old = path.read_text(encoding="utf-8")
     for m in MARK.finditer(old):
-      if m.group("name") not in TABLES:
+      if m.group("name") not in TABLES and m.group("name") not in SUMMARY_TABLES:
         print(f"{doc}: table {m.group('name')!r} is not in scripts/doc_tables.py's TABLES")
         bad += 1
     new = process(old)

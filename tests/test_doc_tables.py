@@ -3,6 +3,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import doc_tables  # noqa: E402
@@ -36,3 +38,56 @@ def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkey
   assert doc_tables.main(["--check"]) == 1
   doc.write_text(text.replace("table toy", "table nosuch"), encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1  # a table no source describes
+
+
+SUMMARY_MD = """# Sweep summary: runs/toy
+
+| sampler.alpha | m/a | m/b |
+|---|---|---|
+| 0 | 0.6000 ± 0.0100 (3) | 81.2345 ± 2.0000 (3) |
+| 1 | 0.5000 ± 0.0000 (1) | 90.0000 ± 0.0000 (1) |
+
+## Per family (macro average over the group's languages)
+
+**m/a**
+
+| sampler.alpha | Turkic (tr) |
+|---|---|
+| 0 | 0.4000 ± 0.0200 (3) |
+
+## Hindi (hi)
+
+| metric \\ sampler.alpha | 0 | 1 |
+|---|---|---|
+| m/a/hi | 0.7000 ± 0.0300 (3) | 0.7100 ± 0.0400 (3) |
+"""
+
+
+def test_summary_tables_read_main_group_and_language_cells_and_fail_loudly(tmp_path, monkeypatch):
+  """The 2026-11/12 text tables rest on committed sweep summaries (mean ± std (n) cells)."""
+  study = tmp_path / "docs" / "study"
+  study.mkdir(parents=True)
+  (study / "toy_summary.md").write_text(SUMMARY_MD, encoding="utf-8")
+  monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
+  monkeypatch.setattr(doc_tables, "DOCS", ("docs/research.md",))
+  A = doc_tables.Agg
+  f = "toy_summary.md"
+  monkeypatch.setitem(doc_tables.SUMMARY_TABLES, "toy", doc_tables.SummaryTable(
+      [("α 0", [A(f, ("0",), "m/a"), A(f, ("0",), "m/b"), A(f, ("0",), "Turkic (tr)", "Per family", "m/a"),
+                A(f, ("m/a/hi",), "0", "Hindi (hi)")])], ["a", "b", "tr", "hi"]))
+  monkeypatch.setitem(doc_tables.SUMMARY_TABLES, "one", doc_tables.SummaryTable(
+      [("α 1", [A(f, ("1",), "m/a")])], ["a"]))
+  doc = tmp_path / "docs" / "research.md"
+  doc.write_text("<!-- table toy -->\n<!-- /table -->\n<!-- table one -->\n<!-- /table -->\n", encoding="utf-8")
+  doc_tables._summary_md.cache_clear()
+  assert doc_tables.main(["--check"]) == 1 and doc_tables.main([]) == 0
+  text = doc.read_text(encoding="utf-8")
+  assert "| α 0 | 0.600 ± 0.010 | 81.2 ± 2.0 | 0.400 ± 0.020 | 0.700 ± 0.030 |" in text
+  assert "| α 1 | 0.500 |" in text and "One run (seed 0) per row, no spread" in text  # n = 1: no "± 0"
+  assert "`docs/study/toy_summary.md`" in text
+  (study / "toy_summary.md").write_text(SUMMARY_MD.replace("0.4000 ± 0.0200", "0.4100 ± 0.0200"), encoding="utf-8")
+  assert doc_tables.main(["--check"]) == 1   # the source moved: the doc no longer equals it
+  monkeypatch.setitem(doc_tables.SUMMARY_TABLES, "toy", doc_tables.SummaryTable(
+      [("α 0", [A(f, ("0",), "Turkic (tr)", "Per script", "m/a")])], ["tr"]))
+  with pytest.raises(SystemExit, match="toy_summary.md: no cell"):
+    doc_tables.main(["--check"])
