@@ -24,6 +24,7 @@ import difflib
 import functools
 import json
 import math
+import os
 import pathlib
 import re
 import sys
@@ -131,7 +132,9 @@ class Agg:
   """One cell of a sweep summary: `section` is "" for its first table (rows: the grid's values,
   columns: metrics), "Per family" / "Per script" / "Per resource" (under the bold `sub` metric; rows:
   grid values, columns: groups) or a language's section such as "Hindi (hi)" (rows: metrics, columns:
-  grid values)."""
+  grid values). A run's own report (docs/experiment_reports*/NAME.md) reads the same way: section
+  "xquad_r" (its "## xquad_r (step N)"), rows "mono" / "cross" / "multi", columns "mAP", "R@1", ….
+  `file` is relative to docs/."""
   file: str
   row: tuple[str, ...]
   col: str
@@ -144,16 +147,17 @@ class SummaryTable:
   rows: list[tuple[str, list[Agg]]]   # (label, one Agg per column)
   headers: list[str]
   digits: int = 3
+  source: str = ("sweep summaries; the per-run folders of these 2026-11/12 runs are gone), code "
+                 + "f226844")                   # the caption's words on where the cells come from
 
 
-LEGACY_CODE = "f226844"
 TEXT_MAIN = [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
              ("multi mAP", "xquad_r/multi/map"), ("rank distance", "xquad_r/multi/rank_distance")]
 TEXT_R10 = TEXT_MAIN + [("multi R@10", "xquad_r/multi/recall@10")]
 XQ_FAMILIES = ["Afro-Asiatic (ar)", "Austro-Asiatic (vi)", "Indo-European (de, el, en, es, hi, ru)",
                "Sino-Tibetan (zh)", "Tai-Kadai (th)", "Turkic (tr)"]
-ALPHA_FILE = {"0": "alpha_summary.md", "0.25": "alpha_025_075_summary.md", "0.5": "alpha_summary.md",
-              "0.75": "alpha_025_075_summary.md", "1": "alpha_summary.md"}  # the 3-seed cells of each α
+ALPHA_FILE = {"0": "study/alpha_summary.md", "0.25": "study/alpha_025_075_summary.md", "0.5": "study/alpha_summary.md",
+              "0.75": "study/alpha_025_075_summary.md", "1": "study/alpha_summary.md"}  # the 3-seed cells of each α
 ALPHA_LABEL = {"0": "0 (X-Y)", "0.25": "0.25", "0.5": "0.5 (hybrid)", "0.75": "0.75", "1": "1 (X-X)"}
 
 
@@ -168,9 +172,9 @@ def _lowres(lang: str, group: tuple[str, str]) -> list[tuple[str, list[Agg]]]:
   name = {"hi": "Hindi (hi)", "vi": "Vietnamese (vi)"}[lang]
   rows = []
   for a in ("0", "0.5", "1"):
-    rows.append((f"{lang}, α {a}, capped at 50", [Agg("lowres_summary.md", (f"{m}/{lang}",), a, name)
+    rows.append((f"{lang}, α {a}, capped at 50", [Agg("study/lowres_summary.md", (f"{m}/{lang}",), a, name)
                                                   for m in metrics]))
-    rows.append((f"{lang}, α {a}, uncapped", [Agg("alpha_summary.md", (a,), group[1], group[0], m)
+    rows.append((f"{lang}, α {a}, uncapped", [Agg("study/alpha_summary.md", (a,), group[1], group[0], m)
                                               for m in metrics]))
   return rows
 
@@ -184,12 +188,12 @@ SUMMARY_TABLES: dict[str, SummaryTable] = {
          for a in ("0", "0.25", "0.5", "0.75", "1")],
         [f"{f} multi mAP" for f in XQ_FAMILIES]),
     "text_xx_mixed": SummaryTable(
-        [("xx_mixed (X-X-mixed)", _main_row("xx_mixed_summary.md", ("all",), TEXT_R10)),
-         ("α 0 (X-Y), from §1", _main_row("alpha_summary.md", ("0",), TEXT_R10)),
-         ("α 1 (X-X), from §1", _main_row("alpha_summary.md", ("1",), TEXT_R10))],
+        [("xx_mixed (X-X-mixed)", _main_row("study/xx_mixed_summary.md", ("all",), TEXT_R10)),
+         ("α 0 (X-Y), from §1", _main_row("study/alpha_summary.md", ("0",), TEXT_R10)),
+         ("α 1 (X-X), from §1", _main_row("study/alpha_summary.md", ("1",), TEXT_R10))],
         [h for h, _ in TEXT_R10], digits=4),
     "text_scale": SummaryTable(
-        [(f"α {a}, fraction {lab}", _main_row("scale_summary.md", (a, f), TEXT_MAIN))
+        [(f"α {a}, fraction {lab}", _main_row("study/scale_summary.md", (a, f), TEXT_MAIN))
          for a in ("0", "0.5", "1") for f, lab in (("0.125", "1/8"), ("0.25", "1/4"), ("0.5", "1/2"), ("1", "1"))],
         [h for h, _ in TEXT_MAIN]),
     "text_lowres_hi": SummaryTable(_lowres("hi", ("Per script", "Devanagari (hi)")),
@@ -198,7 +202,32 @@ SUMMARY_TABLES: dict[str, SummaryTable] = {
                                    ["vi mono mAP", "vi multi mAP", "vi rank distance"]),
 }
 
-CELL = re.compile(r"^(?P<mean>-?[\d.]+) ± (?P<std>[\d.]+) \((?P<n>\d+)\)$")
+REPORT_COLUMNS = [("mono mAP", "mono", "mAP"), ("cross mAP", "cross", "mAP"), ("multi mAP", "multi", "mAP"),
+                  ("mono R@1", "mono", "R@1"), ("cross R@1", "cross", "R@1"), ("multi R@1", "multi", "R@1"),
+                  ("multi R@10", "multi", "R@10"), ("rank distance", "multi", "rank distance")]
+REPORT_VARIANTS = {  # results.md §3 (MiniLM) and §5 (e5): label of each run's report
+    "experiment_reports": [("zeroshot", "zeroshot"), ("xx_mono", "xx_mono"), ("xx_mixed", "xx_mixed"),
+                           ("xy", "xy"), ("hybrid", "hybrid")],
+    "experiment_reports_me5": [("zeroshot", "zero-shot"), ("xx_mono", "xx_mono (X-X)"),
+                               ("xx_mixed", "xx_mixed (X-X-mixed)"), ("xy", "xy (X-Y)"),
+                               ("hybrid", "hybrid α = 0.5")]}
+
+
+def _report_table(folder: str, train: str, evaluate: str, code: str) -> SummaryTable:
+  rows = [(label, [Agg(f"{folder}/{train}_{v}.md", (setting,), col, evaluate) for _, setting, col in REPORT_COLUMNS])
+          for v, label in REPORT_VARIANTS[folder]]
+  return SummaryTable(rows, [h for h, _, _ in REPORT_COLUMNS], digits=4,
+                      source=f"each run's own report, written by the run; code of {code})")
+
+
+SUMMARY_TABLES.update({
+    "minilm_mlqa_r": _report_table("experiment_reports", "mlqa_r", "xquad_r", "2026-11-21, committed with a47fe36"),
+    "minilm_xquad_r": _report_table("experiment_reports", "xquad_r", "mlqa_r", "2026-11-21, committed with a47fe36"),
+    "me5_mlqa_r": _report_table("experiment_reports_me5", "mlqa_r", "xquad_r", "2026-11-22, committed with 6452f31"),
+    "me5_xquad_r": _report_table("experiment_reports_me5", "xquad_r", "mlqa_r", "2026-11-22, committed with 9868943, 9f29d71 and dd599f5"),
+})
+
+CELL = re.compile(r"^(?P<mean>-?[\d.]+)( ± (?P<std>[\d.]+) \((?P<n>\d+)\))?$")  # "m ± s (n)" or one run's "m"
 
 
 @functools.lru_cache(maxsize=None)
@@ -225,17 +254,36 @@ def _summary_md(path: pathlib.Path) -> dict[tuple[str, str], list[tuple[list[str
 
 def agg_value(a: Agg) -> tuple[float, float, int]:
   """mean, std, n of one summary cell; a clear error naming the file when it is not there."""
-  path = ROOT / "docs" / "study" / a.file
-  for header, rows in _summary_md(path).get((a.section, a.sub), []):
+  path = ROOT / "docs" / a.file
+  tables = [t for (sec, sub), ts in _summary_md(path).items() for t in ts
+            if sub == a.sub and (sec == a.section or sec.startswith(a.section + " (step "))]
+  for header, rows in tables:
     if a.col not in header:
       continue
     for r in rows:
       if tuple(r[:len(a.row)]) == a.row:
         m = CELL.match(r[header.index(a.col)])
         if not m:
-          raise SystemExit(f"docs/study/{a.file}: cell {a} is {r[header.index(a.col)]!r}, not 'mean ± std (n)'")
-        return float(m["mean"]), float(m["std"]), int(m["n"])
-  raise SystemExit(f"docs/study/{a.file}: no cell {a}")
+          raise SystemExit(f"docs/{a.file}: cell {a} is {r[header.index(a.col)]!r}, not 'mean ± std (n)' or a number")
+        return float(m["mean"]), float(m["std"] or 0), int(m["n"] or 1)
+  raise SystemExit(f"docs/{a.file}: no cell {a}")
+
+
+def _files(files: list[str]) -> str:
+  """Several reports of one folder in one brace group: `docs/a/t_{x,y}.md` for a/t_x.md, a/t_y.md."""
+  by_folder: dict[str, list[str]] = {}
+  for f in files:
+    folder, _, name = f.rpartition("/")
+    by_folder.setdefault(folder, []).append(name)
+  out = []
+  for folder, names in by_folder.items():
+    prefix = os.path.commonprefix(names)
+    prefix = prefix[:prefix.rfind("_") + 1]
+    if len(names) > 2 and prefix and all(n.endswith(".md") for n in names):
+      out.append(f"`docs/{folder}/{prefix}{{{','.join(n[len(prefix):-3] for n in names)}}}.md`")
+    else:
+      out += [f"`docs/{folder}/{n}`" for n in names]
+  return ", ".join(out)
 
 
 def render_summary(name: str) -> str:
@@ -251,11 +299,9 @@ def render_summary(name: str) -> str:
       cells.append(_cell(mean, std, t.digits) if n > 1 else _cell(mean, 0, t.digits).split(" ±")[0])
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   n_txt = "/".join(str(n) for n in sorted(ns))
-  src = ", ".join(f"`docs/study/{f}`" for f in files)
-  what = "One run (seed 0) per row, no spread" if ns == {1} else f"Mean ± standard deviation over {n_txt} seeds"
-  lines += ["", f"*{what}, as committed in {src} (sweep summaries; "
-            f"the per-run folders of these 2026-11/12 runs are gone), code {LEGACY_CODE}; "
-            f"regenerated by `scripts/doc_tables.py`.*", ""]
+  src = _files(list(files))
+  what = "One run per row (seed 0 where trained), no spread" if ns == {1} else f"Mean ± standard deviation over {n_txt} seeds"
+  lines += ["", f"*{what}, as committed in {src} ({t.source}; regenerated by `scripts/doc_tables.py`.*", ""]
   return "\n".join(lines)
 
 

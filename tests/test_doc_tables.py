@@ -71,7 +71,7 @@ def test_summary_tables_read_main_group_and_language_cells_and_fail_loudly(tmp_p
   monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
   monkeypatch.setattr(doc_tables, "DOCS", ("docs/research.md",))
   A = doc_tables.Agg
-  f = "toy_summary.md"
+  f = "study/toy_summary.md"
   monkeypatch.setitem(doc_tables.SUMMARY_TABLES, "toy", doc_tables.SummaryTable(
       [("α 0", [A(f, ("0",), "m/a"), A(f, ("0",), "m/b"), A(f, ("0",), "Turkic (tr)", "Per family", "m/a"),
                 A(f, ("m/a/hi",), "0", "Hindi (hi)")])], ["a", "b", "tr", "hi"]))
@@ -83,11 +83,11 @@ def test_summary_tables_read_main_group_and_language_cells_and_fail_loudly(tmp_p
   assert doc_tables.main(["--check"]) == 1 and doc_tables.main([]) == 0
   text = doc.read_text(encoding="utf-8")
   assert "| α 0 | 0.600 ± 0.010 | 81.2 ± 2.0 | 0.400 ± 0.020 | 0.700 ± 0.030 |" in text
-  assert "| α 1 | 0.500 |" in text and "One run (seed 0) per row, no spread" in text  # n = 1: no "± 0"
+  assert "| α 1 | 0.500 |" in text and "One run per row (seed 0 where trained), no spread" in text  # n = 1: no "± 0"
   assert "`docs/study/toy_summary.md`" in text
   (study / "toy_summary.md").write_text(SUMMARY_MD.replace("0.4000 ± 0.0200", "0.4100 ± 0.0200"), encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1   # the source moved: the doc no longer equals it
   monkeypatch.setitem(doc_tables.SUMMARY_TABLES, "toy", doc_tables.SummaryTable(
       [("α 0", [A(f, ("0",), "Turkic (tr)", "Per script", "m/a")])], ["tr"]))
-  with pytest.raises(SystemExit, match="toy_summary.md: no cell"):
+  with pytest.raises(SystemExit, match="study/toy_summary.md: no cell"):
     doc_tables.main(["--check"])
