@@ -68,9 +68,11 @@ def collect(name: str, runs: pathlib.Path, commit: str) -> None:
   src = runs / name
   dst = ROOT / "docs" / "study" / name
   dst.mkdir(parents=True, exist_ok=True)
-  if any("SEED" in e for e in SWEEPS[name][2]):  # one sweep per seed wrote summary.csv in turn
-    subprocess.run([sys.executable, "-m", "hbt_jax.sweep", "--config", SWEEPS[name][0], "--workdir",
-                    str(src), "--set", SEEDS, "--aggregate_only"], check=True)
+  # summary.csv is written when a sweep ends: aggregate what is finished now (a sweep still running,
+  # or one sweep per seed in turn for a sequential study)
+  cfg, sets, _ = SWEEPS[name]
+  subprocess.run([sys.executable, "-m", "hbt_jax.sweep", "--config", cfg, "--workdir", str(src)]
+                 + [a for s in sets for a in ("--set", s)] + ["--aggregate_only"], check=True)
   for f in ("summary.csv", "summary.md"):
     shutil.copy(src / f, dst / f)
   meta = dict(commit=commit, commands=[" ".join(["python"] + c[1:]) for c in commands(name, pathlib.Path("runs"))],

@@ -1,4 +1,5 @@
 """scripts/study.py: the study's sweeps as commands, and the copy of a sweep's data into docs/study/."""
+import csv
 import json
 import sys
 from pathlib import Path
@@ -19,14 +20,19 @@ def test_every_sweep_is_one_sweep_command_or_one_per_seed():
   assert "configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full" in text and "sampler.alpha=0,0.5,1" in text
 
 
-def test_collect_copies_the_summary_and_records_the_commit(tmp_path, monkeypatch):
+def test_collect_aggregates_the_finished_runs_and_records_the_commit(tmp_path, monkeypatch):
+  """A sweep writes summary.csv only when it ends: --collect aggregates what has finished so far."""
   runs = tmp_path / "runs"
-  (runs / "it_composition").mkdir(parents=True)
-  (runs / "it_composition" / "summary.csv").write_text("run,seed,status\nr,0,done\n", encoding="utf-8")
-  (runs / "it_composition" / "summary.md").write_text("# s\n", encoding="utf-8")
+  done = runs / "it_composition" / "runs" / "seed=1__sampler.batch_type=tt_xy"
+  done.mkdir(parents=True)
+  (done / "sweep_status.json").write_text(json.dumps({"status": "done", "command": "x"}), encoding="utf-8")
+  (done / "results.json").write_text(json.dumps({"step": 60, "scenes/t2i/r@1": 0.25}), encoding="utf-8")
   monkeypatch.setattr(study, "ROOT", tmp_path)
   study.collect("it_composition", runs, "abc1234")
   out = tmp_path / "docs" / "study" / "it_composition"
   meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
   assert meta["commit"] == "abc1234" and "synthetic" in meta["data"]
-  assert (out / "summary.csv").read_text(encoding="utf-8").endswith("r,0,done\n")
+  rows = list(csv.DictReader((out / "summary.csv").open(encoding="utf-8")))
+  assert len(rows) == 12  # 3 seeds x 4 batch types, finished or not
+  (row,) = [r for r in rows if r["status"] == "done"]
+  assert (row["seed"], row["sampler.batch_type"], float(row["scenes/t2i/r@1"])) == ("1", "tt_xy", 0.25)
