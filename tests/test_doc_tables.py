@@ -32,8 +32,8 @@ def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkey
   assert doc_tables.main([]) == 0 and doc_tables.main(["--check"]) == 0
   text = doc.read_text(encoding="utf-8")
   assert "| X-Y | 0.600 ± 0.141 |" in text      # mean and sample std of 0.5, 0.7
-  assert "| X-X | 0.200 ± 0.000 |" in text      # the failed run is left out
-  assert "over 1/2 seeds" in text and "`docs/study/toy/summary.csv` (code abc1234)" in text
+  assert "| X-X | 0.200 |" in text             # the failed run is left out; one run: no "± 0"
+  assert "over 1/2 seeds (a cell without ± is one run)" in text and "`docs/study/toy/summary.csv` (code abc1234)" in text
   doc.write_text(text.replace("0.600", "0.610"), encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1
   doc.write_text(text.replace("table toy", "table nosuch"), encoding="utf-8")
