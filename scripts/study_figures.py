@@ -1,5 +1,6 @@
-"""The figures of docs/research.md §6 (image–text, synthetic world), drawn from the committed per-run
-data in docs/study/ with the same selection and averaging as the tables (scripts/doc_tables.py).
+"""The figures of docs/research.md §6 (image–text, synthetic world) and §7 (text, the paper side by
+side), drawn from the committed per-run data in docs/study/ with the same selection and averaging as
+the tables (scripts/doc_tables.py).
 
   python scripts/study_figures.py [--out docs/figures] [--only NAME ...]
 
@@ -33,11 +34,10 @@ def _source(studies) -> str:
   return "; ".join(f"docs/study/{s} (code {dt._read(s)[1]['commit']})" for s in dict.fromkeys(studies))
 
 
-def _save(fig, title: str, studies, path: pathlib.Path) -> pathlib.Path:
+def _save(fig, title: str, studies, path: pathlib.Path, world: str = "synthetic scene world") -> pathlib.Path:
   """Title, the source caption (data and code commit), and the PNG."""
   fig.suptitle(title)
-  fig.text(0.01, 0.01, "synthetic scene world; mean ± std over seeds; " + _source(studies),
-           fontsize=7, color="0.3")
+  fig.text(0.01, 0.01, f"{world}; mean ± std over seeds; " + _source(studies), fontsize=7, color="0.3")
   fig.tight_layout(rect=(0, 0.04, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -120,9 +120,43 @@ def composition(out: pathlib.Path) -> pathlib.Path:
                ["it_composition"], out / "it_composition.png")
 
 
+# The paper's Table 1, XLM-R on XQuAD-R (research.md §7 quotes the same rows): α of the batch type
+PAPER_XLMR_XQUAD_R = {1.0: (.792, .674, .547, 410), 0.0: (.755, .700, .593, 295), 0.5: (.798, .705, .593, 287)}
+
+
+def text_full(out: pathlib.Path) -> pathlib.Path:
+  """Ours (e5-small, 60 steps, full XQuAD-R with paragraph context) and the paper's XLM-R rows, each
+  relative to its own X-Y row (another encoder and budget: their levels differ, their shapes compare):
+  Δ mAP, and the rank distance as a ratio. Our error bars: the std over seeds of each row."""
+  study = "text_full"
+  cols = dict(dt.TABLES["text_full"].columns)
+  panels = ["mono mAP", "cross mAP", "multi mAP", "rank distance"]
+  alphas = [0.0, 0.5, 1.0]
+  fig, axes = plt.subplots(1, len(panels), figsize=(15, 4))
+  for k, (ax, header) in enumerate(zip(axes, panels)):
+    ratio = header == "rank distance"
+    ours = {float(w["sampler.alpha"]): _point(study, w, cols[header]) for _, _, w in dt.TEXT_FULL_ROWS}
+    base, pbase = ours[0.0][0], PAPER_XLMR_XQUAD_R[0.0][k]
+    rel = (lambda v, b: v / b) if ratio else (lambda v, b: v - b)
+    ax.errorbar(alphas, [rel(ours[a][0], base) for a in alphas],
+                yerr=[ours[a][1] / (base if ratio else 1) for a in alphas], marker="o", capsize=3,
+                label="ours: e5-small, 60 steps")
+    ax.plot(alphas, [rel(PAPER_XLMR_XQUAD_R[a][k], pbase) for a in alphas], marker="s", mfc="none",
+            ls="--", label="paper: XLM-R (Table 1)")
+    ax.axhline(1 if ratio else 0, color="0.5", lw=0.8)
+    ax.set_xticks(alphas, ["X-Y\n(α 0)", "hybrid\n(α 0.5)", "X-X\n(α 1)"])
+    ax.set_ylabel("÷ X-Y's" if ratio else "− X-Y's")
+    ax.set_title(f"{header}, relative to X-Y", fontsize=10)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  return _save(fig, "XQuAD-R, candidates with their paragraph: the batch types relative to X-Y, ours and "
+               "the paper's", [study], out / "text_full.png", world="real text (MLQA-R → XQuAD-R)")
+
+
 FIGURES = {"it_composition": (composition, ["it_composition"]),
            "it_alpha_heldout": (alpha, ["it_alpha_heldout"]),
-           "it_scale": (scale, ["it_scale_hybrid", "it_scale_english", "it_composition"])}
+           "it_scale": (scale, ["it_scale_hybrid", "it_scale_english", "it_composition"]),
+           "text_full": (text_full, ["text_full"])}
 
 
 def main(argv=None) -> int:

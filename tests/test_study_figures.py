@@ -27,3 +27,10 @@ def test_a_point_is_the_tables_cell():
   mean, std = study_figures._point("it_composition", {"sampler.batch_type": "it_mono"}, col)
   table = doc_tables.render("it_composition_family")
   assert f"| it_mono | {mean:.3f} ± {std:.3f} |" in table
+
+
+def test_the_figures_paper_rows_are_the_ones_research_md_quotes():
+  text = (ROOT / "docs" / "research.md").read_text(encoding="utf-8")
+  for alpha, label in ((1.0, "X-X"), (0.0, "X-Y"), (0.5, "hybrid (α 0.5)")):
+    cells = [f"{v:.3f}".lstrip("0") for v in study_figures.PAPER_XLMR_XQUAD_R[alpha][:3]]
+    assert f"| {label} | {' | '.join(cells)} | {study_figures.PAPER_XLMR_XQUAD_R[alpha][3]} |" in text
