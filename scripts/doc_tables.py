@@ -13,7 +13,13 @@ metric, language-group means included) and `meta.json` ({"commit": the code that
 
 and TABLES below says how NAME is built: which runs are its rows (a study and the values of its swept
 keys), which metrics are its columns. Each cell is mean ± standard deviation over the runs of its row (sample std,
-n - 1), with n; the caption under each table names its source file, the code's commit and n.
+n - 1), with n (one run's cell shows its value alone); the caption under each table names its source
+file, the code's commit and n.
+
+Two older kinds of source, for runs whose per-run folders were not kept (SUMMARY_TABLES): the sweep
+summaries of the 2026-11/12 text study (`docs/study/*_summary.md`, cells "mean ± std (n)") and the
+reports each HBT run of docs/results.md wrote (`docs/experiment_reports*/TRAIN_VARIANT.md`); their
+cells are read as committed, so their spreads can be checked but not recomputed.
 tests/test_doc_tables.py runs `--check`.
 """
 from __future__ import annotations
