@@ -12,7 +12,9 @@ metric, language-group means included) and `meta.json` ({"commit": the code that
   <!-- /table -->
 
 and TABLES below says how NAME is built: which runs are its rows (a study and the values of its swept
-keys), which metrics are its columns. Each cell is mean ± standard deviation over the runs of its row (sample std,
+keys), which metrics are its columns. A row whose `where` has a "metric" entry is one run read at that
+metric: it fills the `{metric}` of its columns (one evaluation laid out as settings × measures, or
+measures × languages), and a column that run does not have is left blank (rank distance of mono). Each cell is mean ± standard deviation over the runs of its row (sample std,
 n - 1), with n (one run's cell shows its value alone); the caption under each table names its source
 file, the code's commit and n.
 
@@ -54,6 +56,7 @@ class Table:
   columns: list[tuple[str, str | tuple[str, ...] | Ratio]]  # (header, metric column of summary.csv, or
                                                     # several: their mean within each run, or a Ratio)
   digits: int = 3
+  first: str = "run"   # the header of the label column
 
 
 def rows_of(study: str, key: str, values: list[tuple[str, str]], **fixed) -> list[tuple[str, str, dict]]:
@@ -109,6 +112,8 @@ SCALE_COLUMNS = [("t2i mAP@100, all 9", f"{IT}/t2i/map@100"), ("t2i mAP@100, en"
 
 TEXT_FULL_ROWS = rows_of("text_full", "sampler.alpha", [("1", "X-X (α 1)"), ("0", "X-Y (α 0)"), ("0.5", "hybrid (α 0.5)")])
 XQ_LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
+ZERO_SHOT_FULL = ("zero-shot e5 (no training)", "text_full_zeroshot", {})  # the same protocol, untrained
+SETTINGS = [(s, "text_full_zeroshot", {"metric": s}) for s in ("mono", "cross", "multi")]
 
 TABLES: dict[str, Table] = {
     "it_composition": Table(COMPOSITION, HEADLINE),
@@ -126,13 +131,27 @@ TABLES: dict[str, Table] = {
     "it_alpha_heldout_groups": Table(rows_of("it_alpha_heldout", "sampler.alpha", ALPHAS), GROUPS),
     "it_scale": Table(SCALE, SCALE_COLUMNS),
     # our side of the paper's Table 1 (research.md §7): the README's protocol on the full XQuAD-R
-    "text_full": Table(TEXT_FULL_ROWS,
+    "text_full": Table(TEXT_FULL_ROWS + [ZERO_SHOT_FULL],
                        [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
                         ("multi mAP", "xquad_r/multi/map"), ("rank distance", "xquad_r/multi/rank_distance"),
                         ("mono R@1", "xquad_r/mono/recall@1"), ("cross R@1", "xquad_r/cross/recall@1"),
                         ("multi R@10", "xquad_r/multi/recall@10")]),
-    "text_full_multi_langs": Table(TEXT_FULL_ROWS, [(l, f"xquad_r/multi/map/{l}") for l in XQ_LANGS]),
-    "text_full_rank_langs": Table(TEXT_FULL_ROWS, [(l, f"xquad_r/multi/rank_distance/{l}") for l in XQ_LANGS]),
+    "text_full_multi_langs": Table(TEXT_FULL_ROWS + [ZERO_SHOT_FULL], [(l, f"xquad_r/multi/map/{l}") for l in XQ_LANGS]),
+    "text_full_rank_langs": Table(TEXT_FULL_ROWS + [ZERO_SHOT_FULL],
+                                  [(l, f"xquad_r/multi/rank_distance/{l}") for l in XQ_LANGS]),
+    # results.md §5: zero-shot e5 under the README's protocol, laid out as its report is
+    "text_full_zeroshot": Table(SETTINGS, [(h, f"xquad_r/{{metric}}/{m}") for h, m in (
+        ("mAP", "map"), ("R@1", "recall@1"), ("R@5", "recall@5"), ("R@10", "recall@10"), ("MRR", "mrr"),
+        ("rank distance", "rank_distance"))], digits=4, first="setting"),
+    "text_full_zeroshot_langs": Table(
+        [(h, "text_full_zeroshot", {"metric": m}) for h, m in (("mono mAP", "mono/map"), ("multi mAP", "multi/map"),
+                                                                 ("rank distance", "multi/rank_distance"))],
+        [(l, f"xquad_r/{{metric}}/{l}") for l in XQ_LANGS], first="lang"),
+    # research.md §1-§5: zero-shot e5 on the study's slice (300 questions per language, sentence candidates)
+    "text_slice_zeroshot": Table([("zero-shot e5 (no training)", "text_slice_zeroshot", {})],
+                                 [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
+                                  ("multi mAP", "xquad_r/multi/map"), ("rank distance", "xquad_r/multi/rank_distance"),
+                                  ("multi R@10", "xquad_r/multi/recall@10")], digits=4),
 }
 
 
@@ -160,6 +179,7 @@ class SummaryTable:
   headers: list[str]
   digits: int = 3
   source: str = "sweep summaries; the per-run folders of these 2026-11/12 runs are gone; code f226844"
+  first: str = "run"   # the header of the label column; another one: rows are one run's settings / measures
 
 
 TEXT_MAIN = [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
@@ -231,7 +251,18 @@ def _report_table(folder: str, train: str, evaluate: str, code: str) -> SummaryT
                       source=f"each run's own report, written by the run; code of {code}")
 
 
+ME5_ZS_MLQA = "experiment_reports_me5/xquad_r_zeroshot.md"  # zero-shot e5 on MLQA-R, sentence candidates
 SUMMARY_TABLES.update({
+    # results.md §5: that report laid out as the run printed it
+    "me5_zeroshot_mlqa_r": SummaryTable(
+        [(s, [Agg(ME5_ZS_MLQA, (s,), c, "mlqa_r") for c in ("mAP", "R@1", "R@5", "R@10", "rank distance")])
+         for s in ("mono", "cross", "multi")], ["mAP", "R@1", "R@5", "R@10", "rank distance"], digits=4,
+        source="the run's own report; code of 2026-11-22, committed with 9868943, 9f29d71 and dd599f5", first="setting"),
+    "me5_zeroshot_mlqa_r_langs": SummaryTable(
+        [(m, [Agg(ME5_ZS_MLQA, (l,), m, "mlqa_r") for l in ("ar", "de", "en", "es", "hi", "vi", "zh")])
+         for m in ("mono mAP", "multi mAP", "rank distance")], ["ar", "de", "en", "es", "hi", "vi", "zh"],
+        source="the run's own report; code of 2026-11-22, committed with 9868943, 9f29d71 and dd599f5", first="lang"),
+
     "minilm_mlqa_r": _report_table("experiment_reports", "mlqa_r", "xquad_r", "2026-11-21, committed with a47fe36"),
     "minilm_xquad_r": _report_table("experiment_reports", "xquad_r", "mlqa_r", "2026-11-21, committed with a47fe36"),
     "me5_mlqa_r": _report_table("experiment_reports_me5", "mlqa_r", "xquad_r", "2026-11-22, committed with 6452f31"),
@@ -263,8 +294,9 @@ def _summary_md(path: pathlib.Path) -> dict[tuple[str, str], list[tuple[list[str
   return out
 
 
-def agg_value(a: Agg) -> tuple[float, float, int]:
-  """mean, std, n of one summary cell; a clear error naming the file when it is not there."""
+def agg_value(a: Agg) -> tuple[float, float, int] | None:
+  """mean, std, n of one summary cell (None: the cell is there and empty, as a report's mono rank
+  distance); a clear error naming the file when it is not there."""
   path = ROOT / "docs" / a.file
   tables = [t for (sec, sub), ts in _summary_md(path).items() for t in ts
             if sub == a.sub and (sec == a.section or sec.startswith(a.section + " (step "))]
@@ -273,6 +305,8 @@ def agg_value(a: Agg) -> tuple[float, float, int]:
       continue
     for r in rows:
       if tuple(r[:len(a.row)]) == a.row:
+        if r[header.index(a.col)] == "":
+          return None
         m = CELL.match(r[header.index(a.col)])
         if not m:
           raise SystemExit(f"docs/{a.file}: cell {a} is {r[header.index(a.col)]!r}, not 'mean ± std (n)' or a number")
@@ -299,18 +333,23 @@ def _files(files: list[str]) -> str:
 
 def render_summary(name: str) -> str:
   t = SUMMARY_TABLES[name]
-  lines = ["| run | " + " | ".join(t.headers) + " |", "|---" * (len(t.headers) + 1) + "|"]
+  lines = [f"| {t.first} | " + " | ".join(t.headers) + " |", "|---" * (len(t.headers) + 1) + "|"]
   ns, files = set(), {}
   for label, aggs in t.rows:
     cells = []
     for a in aggs:
-      mean, std, n = agg_value(a)
-      ns.add(n)
       files[a.file] = None
+      v = agg_value(a)
+      if v is None:
+        cells.append("")
+        continue
+      mean, std, n = v
+      ns.add(n)
       cells.append(_cell(mean, std, t.digits, n))
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   src = _files(list(files))
-  lines += ["", f"*{_spread_words(ns)}, as committed in {src} ({t.source}); regenerated by `scripts/doc_tables.py`.*", ""]
+  words = "One evaluation, no spread" if t.first != "run" else _spread_words(ns)
+  lines += ["", f"*{words}, as committed in {src} ({t.source}); regenerated by `scripts/doc_tables.py`.*", ""]
   return "\n".join(lines)
 
 
@@ -321,6 +360,9 @@ def _read(study: str) -> tuple[list[dict], dict]:
 @functools.lru_cache(maxsize=None)
 def _read_folder(folder: pathlib.Path) -> tuple[list[dict], dict]:
   """A study's rows and meta, read once per run of the script (every cell of every table uses them)."""
+  if not (folder / "summary.csv").exists():
+    raise SystemExit(f"{folder / 'summary.csv'}: missing; `python scripts/study.py --collect {folder.name} "
+                     f"--runs DIR --commit C` copies a sweep's data there")
   with open(folder / "summary.csv", newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -343,13 +385,14 @@ def _cell(mean: float, std: float, digits: int, n: int = 2) -> str:
 def _spread_words(ns: set[int]) -> str:
   if ns == {1}:
     return "One run per row (seed 0 where trained), no spread"
-  n_txt = "/".join(str(n) for n in sorted(ns))
+  n_txt = "/".join(str(n) for n in sorted(ns - {1}))
   return f"Mean ± standard deviation over {n_txt} seeds" + (" (a cell without ± is one run)" if 1 in ns else "")
 
 
-def values(study: str, where: dict, col: str | tuple[str, ...] | Ratio, table: str = "") -> list[float]:
+def values(study: str, where: dict, col: str | tuple[str, ...] | Ratio, table: str = "",
+           blank_ok: bool = False) -> list[float]:
   """One value per finished run of `study` whose swept keys equal `where`: the metric, the mean of
-  several, or a Ratio of two such means."""
+  several, or a Ratio of two such means. `blank_ok`: no value is an empty list, not an error."""
   runs, _ = _read(study)
 
   def mean(r, cols):
@@ -367,7 +410,7 @@ def values(study: str, where: dict, col: str | tuple[str, ...] | Ratio, table: s
       v = mean(r, col)
     if v is not None:
       out.append(v)
-  if not out:
+  if not out and not blank_ok:
     raise SystemExit(f"docs/study/{study}/summary.csv: no value of {col!r} for {where}"
                      + (f" (table {table})" if table else ""))
   return out
@@ -375,19 +418,29 @@ def values(study: str, where: dict, col: str | tuple[str, ...] | Ratio, table: s
 
 def render(name: str) -> str:
   t = TABLES[name]
-  lines = ["| run | " + " | ".join(h for h, _ in t.columns) + " |",
+  lines = [f"| {t.first} | " + " | ".join(h for h, _ in t.columns) + " |",
            "|---" * (len(t.columns) + 1) + "|"]
   ns, sources = set(), {}
   for label, study, where in t.rows:
     sources[study] = _read(study)[1]["commit"]
+    metric = where.get("metric")
+    where = {k: v for k, v in where.items() if k != "metric"}
     cells = []
     for _, col in t.columns:
-      mean, std, n = _mean_std(values(study, where, col, name))
+      if metric is not None:
+        col = col.format(metric=metric)
+      vals = values(study, where, col, name, blank_ok=metric is not None)
+      if not vals:
+        cells.append("")
+        continue
+      mean, std, n = _mean_std(vals)
       ns.add(n)
       cells.append(_cell(mean, std, t.digits, n))
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   src = "; ".join(f"`docs/study/{s}/summary.csv` (code {c})" for s, c in sources.items())
-  lines += ["", f"*{_spread_words(ns)}; one row per run in {src}; "
+  one_run = all("metric" in w for _, _, w in t.rows)
+  words = "One evaluation, no spread; its row in" if one_run else f"{_spread_words(ns)}; one row per run in"
+  lines += ["", f"*{words} {src}; "
             f"regenerated by `scripts/doc_tables.py`.*", ""]
   return "\n".join(lines)
 

@@ -10,7 +10,9 @@ e5-small caption tower, 60 steps of batch 32) over seeds 0, 1, 2. The world is s
 shapes, template captions in 9 languages, hi and tr captioned for 15 % of the images (low-resource).
 Text sweep (text_full): configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full — e5-small, 60 steps of
 batch 32 on MLQA-R, evaluated with the README's protocol (full XQuAD-R, every candidate sentence
-encoded with its paragraph), α ∈ {0, 0.5, 1} × seeds 0, 1, 2 (~25-30 min per run on 2 cores).
+encoded with its paragraph), α ∈ {0, 0.5, 1} × seeds 0, 1, 2 (~25-30 min per run on 2 cores);
+text_full_zeroshot / text_slice_zeroshot: the untrained e5 under that protocol and on the slice of
+docs/research.md §1-§5 (one evaluation each).
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ SWEEPS = {
     # separate tasks one after the other, 30 + 30 steps (hybrid and the single tasks: it_composition)
     # text, the README's protocol (paper Table 1's side by side)
     "text_full": ("configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full", [SEEDS, "sampler.alpha=0,0.5,1"], []),
+    # the untrained e5 under the same two protocols (no seed: one evaluation each, run as seed 0)
+    "text_full_zeroshot": ("configs/hbt_cpu.py:mlqa_r:zeroshot:me5:study:full", ["seed=0"], []),
+    "text_slice_zeroshot": ("configs/hbt_cpu.py:mlqa_r:zeroshot:me5:study", ["seed=0"], []),
     "it_seq_it_first": (CFG + ":it_mono", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30"]),
     "it_seq_then_tt": (CFG + ":tt_xy", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30",
                                                 "--config.restore_from=RUNS/it_seq_it_first/runs/seed=SEED"]),
@@ -47,6 +52,13 @@ SWEEPS = {
     "it_seq_then_it": (CFG + ":it_mono", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30",
                                                   "--config.restore_from=RUNS/it_seq_tt_first/runs/seed=SEED"]),
 }
+
+
+DATA = {"it": "synthetic scenes (hbt_jax/data/synthetic_scenes.py): synthetic, not real photos",
+        "text_full": "train MLQA-R, evaluate the full XQuAD-R with paragraph context",
+        "text_full_zeroshot": "no training (the untrained e5); evaluate the full XQuAD-R with paragraph context",
+        "text_slice_zeroshot": "no training (the untrained e5); evaluate the study's XQuAD-R slice: the first 300 "
+                               "questions per language, sentence candidates"}
 
 
 def commands(name: str, runs: pathlib.Path) -> list[list[str]]:
@@ -77,8 +89,7 @@ def collect(name: str, runs: pathlib.Path, commit: str) -> None:
     shutil.copy(src / f, dst / f)
   meta = dict(commit=commit, commands=[" ".join(["python"] + c[1:]) for c in commands(name, pathlib.Path("runs"))],
               machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, 2 cores (the project's CPU box)",
-              data=("synthetic scenes (hbt_jax/data/synthetic_scenes.py): synthetic, not real photos"
-                    if name.startswith("it_") else "train MLQA-R, evaluate the full XQuAD-R with paragraph context"))
+              data=DATA["it" if name.startswith("it_") else name])
   (dst / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
   print(f"{dst}: summary.csv, summary.md, meta.json")
 

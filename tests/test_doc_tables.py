@@ -33,11 +33,39 @@ def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkey
   text = doc.read_text(encoding="utf-8")
   assert "| X-Y | 0.600 ± 0.141 |" in text      # mean and sample std of 0.5, 0.7
   assert "| X-X | 0.200 |" in text             # the failed run is left out; one run: no "± 0"
-  assert "over 1/2 seeds (a cell without ± is one run)" in text and "`docs/study/toy/summary.csv` (code abc1234)" in text
+  assert "over 2 seeds (a cell without ± is one run)" in text and "`docs/study/toy/summary.csv` (code abc1234)" in text
   doc.write_text(text.replace("0.600", "0.610"), encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1
   doc.write_text(text.replace("table toy", "table nosuch"), encoding="utf-8")
   assert doc_tables.main(["--check"]) == 1  # a table no source describes
+
+
+def test_one_evaluation_laid_out_as_settings_by_measures_leaves_missing_cells_blank(tmp_path, monkeypatch):
+  """A zero-shot reference (results.md §5) is one run read row by row at a `{metric}`."""
+  study = tmp_path / "docs" / "study" / "zs"
+  study.mkdir(parents=True)
+  (study / "summary.csv").write_text(
+      "run,seed,status,error,x/mono/map,x/multi/map,x/multi/rank_distance\n"
+      "r0,0,done,,0.77771,0.17049,1104.33\n", encoding="utf-8")
+  (study / "meta.json").write_text(json.dumps({"commit": "def5678"}), encoding="utf-8")
+  monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
+  monkeypatch.setattr(doc_tables, "DOCS", ("docs/results.md",))
+  monkeypatch.setitem(doc_tables.TABLES, "zs", doc_tables.Table(
+      [(m, "zs", {"metric": m}) for m in ("mono", "multi")],
+      [("mAP", "x/{metric}/map"), ("rank distance", "x/{metric}/rank_distance")], digits=4, first="setting"))
+  doc = tmp_path / "docs" / "results.md"
+  doc.write_text("<!-- table zs -->\n<!-- /table -->\n", encoding="utf-8")
+  doc_tables._read_folder.cache_clear()
+  assert doc_tables.main([]) == 0
+  text = doc.read_text(encoding="utf-8")
+  assert "| setting | mAP | rank distance |" in text
+  assert "| mono | 0.7777 |  |" in text and "| multi | 0.1705 | 1104.3 |" in text
+  assert "One evaluation, no spread; its row in `docs/study/zs/summary.csv` (code def5678)" in text
+  monkeypatch.setitem(doc_tables.TABLES, "zs", doc_tables.Table(   # an ordinary row still needs its value
+      [("zero-shot", "zs", {})], [("cross mAP", "x/cross/map")]))
+  doc_tables._read_folder.cache_clear()
+  with pytest.raises(SystemExit, match="docs/study/zs/summary.csv: no value of 'x/cross/map'"):
+    doc_tables.main(["--check"])
 
 
 SUMMARY_MD = """# Sweep summary: runs/toy

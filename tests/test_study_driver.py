@@ -18,6 +18,10 @@ def test_every_sweep_is_one_sweep_command_or_one_per_seed():
   assert second[2][-1] == "--config.restore_from=R/it_seq_it_first/runs/seed=2"
   (text,) = study.commands("text_full", Path("R"))
   assert "configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full" in text and "sampler.alpha=0,0.5,1" in text
+  (zs,) = study.commands("text_full_zeroshot", Path("R"))   # the untrained reference, same protocol
+  assert "configs/hbt_cpu.py:mlqa_r:zeroshot:me5:study:full" in zs and zs[zs.index("--set") + 1] == "seed=0"
+  for name in study.SWEEPS:   # every sweep's meta.json says what data it ran on
+    assert study.DATA["it" if name.startswith("it_") else name]
 
 
 def test_collect_aggregates_the_finished_runs_and_records_the_commit(tmp_path, monkeypatch):
