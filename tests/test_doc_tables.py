@@ -15,15 +15,20 @@ def test_every_marked_table_in_the_docs_equals_its_source(capsys):
   assert rc == 0, capsys.readouterr().out[-4000:]
 
 
-def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkeypatch):
-  study = tmp_path / "docs" / "study" / "toy"
+def _study(tmp_path, monkeypatch, name: str, csv_text: str, commit: str, doc: str) -> None:
+  """A study folder `docs/study/NAME` (summary.csv, meta.json) under tmp_path, the only doc `doc`."""
+  study = tmp_path / "docs" / "study" / name
   study.mkdir(parents=True)
-  (study / "summary.csv").write_text(
-      "run,seed,sampler.alpha,status,error,m/a\n"
-      "r0,0,0,done,,0.5\nr1,1,0,done,,0.7\nr2,0,1,done,,0.2\nr3,1,1,failed,boom,\n", encoding="utf-8")
-  (study / "meta.json").write_text(json.dumps({"commit": "abc1234"}), encoding="utf-8")
+  (study / "summary.csv").write_text(csv_text, encoding="utf-8")
+  (study / "meta.json").write_text(json.dumps({"commit": commit}), encoding="utf-8")
   monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
-  monkeypatch.setattr(doc_tables, "DOCS", ("docs/research.md",))
+  monkeypatch.setattr(doc_tables, "DOCS", (doc,))
+  doc_tables._read_folder.cache_clear()
+
+
+def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkeypatch):
+  _study(tmp_path, monkeypatch, "toy", "run,seed,sampler.alpha,status,error,m/a\n"
+         "r0,0,0,done,,0.5\nr1,1,0,done,,0.7\nr2,0,1,done,,0.2\nr3,1,1,failed,boom,\n", "abc1234", "docs/research.md")
   monkeypatch.setitem(doc_tables.TABLES, "toy", doc_tables.Table(
       doc_tables.rows_of("toy", "sampler.alpha", [("0", "X-Y"), ("1", "X-X")]), [("A", "m/a")]))
   doc = tmp_path / "docs" / "research.md"
@@ -42,20 +47,13 @@ def test_check_catches_a_changed_cell_and_regeneration_fixes_it(tmp_path, monkey
 
 def test_one_evaluation_laid_out_as_settings_by_measures_leaves_missing_cells_blank(tmp_path, monkeypatch):
   """A zero-shot reference (results.md §5) is one run read row by row at a `{metric}`."""
-  study = tmp_path / "docs" / "study" / "zs"
-  study.mkdir(parents=True)
-  (study / "summary.csv").write_text(
-      "run,seed,status,error,x/mono/map,x/multi/map,x/multi/rank_distance\n"
-      "r0,0,done,,0.77771,0.17049,1104.33\n", encoding="utf-8")
-  (study / "meta.json").write_text(json.dumps({"commit": "def5678"}), encoding="utf-8")
-  monkeypatch.setattr(doc_tables, "ROOT", tmp_path)
-  monkeypatch.setattr(doc_tables, "DOCS", ("docs/results.md",))
+  _study(tmp_path, monkeypatch, "zs", "run,seed,status,error,x/mono/map,x/multi/map,x/multi/rank_distance\n"
+         "r0,0,done,,0.77771,0.17049,1104.33\n", "def5678", "docs/results.md")
   monkeypatch.setitem(doc_tables.TABLES, "zs", doc_tables.Table(
       [(m, "zs", {"metric": m}) for m in ("mono", "multi")],
       [("mAP", "x/{metric}/map"), ("rank distance", "x/{metric}/rank_distance")], digits=4, first="setting"))
   doc = tmp_path / "docs" / "results.md"
   doc.write_text("<!-- table zs -->\n<!-- /table -->\n", encoding="utf-8")
-  doc_tables._read_folder.cache_clear()
   assert doc_tables.main([]) == 0
   text = doc.read_text(encoding="utf-8")
   assert "| setting | mAP | rank distance |" in text
