@@ -251,18 +251,29 @@ def _report_table(folder: str, train: str, evaluate: str, code: str) -> SummaryT
                       source=f"each run's own report, written by the run; code of {code}")
 
 
-ME5_ZS_MLQA = "experiment_reports_me5/xquad_r_zeroshot.md"  # zero-shot e5 on MLQA-R, sentence candidates
-SUMMARY_TABLES.update({
-    # results.md §5: that report laid out as the run printed it
-    "me5_zeroshot_mlqa_r": SummaryTable(
-        [(s, [Agg(ME5_ZS_MLQA, (s,), c, "mlqa_r") for c in ("mAP", "R@1", "R@5", "R@10", "rank distance")])
-         for s in ("mono", "cross", "multi")], ["mAP", "R@1", "R@5", "R@10", "rank distance"], digits=4,
-        source="the run's own report; code of 2026-11-22, committed with 9868943, 9f29d71 and dd599f5", first="setting"),
-    "me5_zeroshot_mlqa_r_langs": SummaryTable(
-        [(m, [Agg(ME5_ZS_MLQA, (l,), m, "mlqa_r") for l in ("ar", "de", "en", "es", "hi", "vi", "zh")])
-         for m in ("mono mAP", "multi mAP", "rank distance")], ["ar", "de", "en", "es", "hi", "vi", "zh"],
-        source="the run's own report; code of 2026-11-22, committed with 9868943, 9f29d71 and dd599f5", first="lang"),
+def _one_report(file: str, evaluate: str, langs: tuple[str, ...], code: str) -> dict[str, SummaryTable]:
+  """One zero-shot run's report laid out as the run printed it: settings × measures, and measures ×
+  languages (tables NAME and NAME_langs)."""
+  cols = ["mAP", "R@1", "R@5", "R@10", "rank distance"]
+  source = f"the run's own report; code of {code}"
+  return {"": SummaryTable([(st, [Agg(file, (st,), c, evaluate) for c in cols]) for st in ("mono", "cross", "multi")],
+                           cols, digits=4, source=source, first="setting"),
+          "_langs": SummaryTable([(m, [Agg(file, (l,), m, evaluate) for l in langs])
+                                  for m in ("mono mAP", "multi mAP", "rank distance")], list(langs), source=source,
+                                 first="lang")}
 
+
+MLQA_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
+for _name, _file, _eval, _langs, _code in (  # results.md §1, §4, §5: zero-shot, sentence candidates
+    ("minilm_zeroshot_xquad_r", "experiment_reports/mlqa_r_zeroshot.md", "xquad_r", XQ_LANGS,
+     "2026-11-21, committed with a47fe36"),
+    ("me5_zeroshot_xquad_r", "experiment_reports_me5/mlqa_r_zeroshot.md", "xquad_r", XQ_LANGS,
+     "2026-11-22, committed with 6452f31"),
+    ("me5_zeroshot_mlqa_r", "experiment_reports_me5/xquad_r_zeroshot.md", "mlqa_r", MLQA_LANGS,
+     "2026-11-22, committed with 9868943, 9f29d71 and dd599f5")):
+  SUMMARY_TABLES.update({_name + k: v for k, v in _one_report(_file, _eval, _langs, _code).items()})
+
+SUMMARY_TABLES.update({
     "minilm_mlqa_r": _report_table("experiment_reports", "mlqa_r", "xquad_r", "2026-11-21, committed with a47fe36"),
     "minilm_xquad_r": _report_table("experiment_reports", "xquad_r", "mlqa_r", "2026-11-21, committed with a47fe36"),
     "me5_mlqa_r": _report_table("experiment_reports_me5", "mlqa_r", "xquad_r", "2026-11-22, committed with 6452f31"),
