@@ -113,7 +113,19 @@ SCALE_COLUMNS = [("t2i mAP@100, all 9", f"{IT}/t2i/map@100"), ("t2i mAP@100, en"
 TEXT_FULL_ROWS = rows_of("text_full", "sampler.alpha", [("1", "X-X (α 1)"), ("0", "X-Y (α 0)"), ("0.5", "hybrid (α 0.5)")])
 XQ_LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 ZERO_SHOT_FULL = ("zero-shot e5 (no training)", "text_full_zeroshot", {})  # the same protocol, untrained
-SETTINGS = [(s, "text_full_zeroshot", {"metric": s}) for s in ("mono", "cross", "multi")]
+MLQA_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
+
+
+def one_evaluation(study: str, evaluate: str, langs: tuple[str, ...]) -> dict[str, Table]:
+  """One (zero-shot) run laid out as its report is: settings × measures (table "") and measures ×
+  languages (table "_langs")."""
+  measures = [("mAP", "map"), ("R@1", "recall@1"), ("R@5", "recall@5"), ("R@10", "recall@10"), ("MRR", "mrr"),
+              ("rank distance", "rank_distance")]
+  per_lang = [("mono mAP", "mono/map"), ("multi mAP", "multi/map"), ("rank distance", "multi/rank_distance")]
+  return {"": Table([(st, study, {"metric": st}) for st in ("mono", "cross", "multi")],
+                    [(h, f"{evaluate}/{{metric}}/{m}") for h, m in measures], digits=4, first="setting"),
+          "_langs": Table([(h, study, {"metric": m}) for h, m in per_lang],
+                          [(l, f"{evaluate}/{{metric}}/{l}") for l in langs], first="lang")}
 
 TABLES: dict[str, Table] = {
     "it_composition": Table(COMPOSITION, HEADLINE),
@@ -139,20 +151,17 @@ TABLES: dict[str, Table] = {
     "text_full_multi_langs": Table(TEXT_FULL_ROWS + [ZERO_SHOT_FULL], [(l, f"xquad_r/multi/map/{l}") for l in XQ_LANGS]),
     "text_full_rank_langs": Table(TEXT_FULL_ROWS + [ZERO_SHOT_FULL],
                                   [(l, f"xquad_r/multi/rank_distance/{l}") for l in XQ_LANGS]),
-    # results.md §5: zero-shot e5 under the README's protocol, laid out as its report is
-    "text_full_zeroshot": Table(SETTINGS, [(h, f"xquad_r/{{metric}}/{m}") for h, m in (
-        ("mAP", "map"), ("R@1", "recall@1"), ("R@5", "recall@5"), ("R@10", "recall@10"), ("MRR", "mrr"),
-        ("rank distance", "rank_distance"))], digits=4, first="setting"),
-    "text_full_zeroshot_langs": Table(
-        [(h, "text_full_zeroshot", {"metric": m}) for h, m in (("mono mAP", "mono/map"), ("multi mAP", "multi/map"),
-                                                                 ("rank distance", "multi/rank_distance"))],
-        [(l, f"xquad_r/{{metric}}/{l}") for l in XQ_LANGS], first="lang"),
     # research.md §1-§5: zero-shot e5 on the study's slice (300 questions per language, sentence candidates)
     "text_slice_zeroshot": Table([("zero-shot e5 (no training)", "text_slice_zeroshot", {})],
                                  [("mono mAP", "xquad_r/mono/map"), ("cross mAP", "xquad_r/cross/map"),
                                   ("multi mAP", "xquad_r/multi/map"), ("rank distance", "xquad_r/multi/rank_distance"),
                                   ("multi R@10", "xquad_r/multi/recall@10")], digits=4),
 }
+for _name, _study, _eval, _langs in (  # results.md §5 (e5) and §1 (MiniLM): zero-shot, sentence + paragraph
+    ("text_full_zeroshot", "text_full_zeroshot", "xquad_r", XQ_LANGS),
+    ("minilm_zeroshot_ctx_xquad_r", "minilm_full_zeroshot", "xquad_r", XQ_LANGS),
+    ("minilm_zeroshot_ctx_mlqa_r", "minilm_full_zeroshot", "mlqa_r", MLQA_LANGS)):
+  TABLES.update({_name + k: v for k, v in one_evaluation(_study, _eval, _langs).items()})
 
 
 # --- The 2026-11/12 text study (research.md §1, §2, §4, §5): its per-run folders are gone; what is
@@ -263,7 +272,6 @@ def _one_report(file: str, evaluate: str, langs: tuple[str, ...], code: str) -> 
                                  first="lang")}
 
 
-MLQA_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
 for _name, _file, _eval, _langs, _code in (  # results.md §1, §4, §5: zero-shot, sentence candidates
     ("minilm_zeroshot_xquad_r", "experiment_reports/mlqa_r_zeroshot.md", "xquad_r", XQ_LANGS,
      "2026-11-21, committed with a47fe36"),

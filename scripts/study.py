@@ -12,7 +12,8 @@ Text sweep (text_full): configs/hbt_cpu.py:mlqa_r:hybrid:me5:study:full — e5-s
 batch 32 on MLQA-R, evaluated with the README's protocol (full XQuAD-R, every candidate sentence
 encoded with its paragraph), α ∈ {0, 0.5, 1} × seeds 0, 1, 2 (~25-30 min per run on 2 cores);
 text_full_zeroshot / text_slice_zeroshot: the untrained e5 under that protocol and on the slice of
-docs/research.md §1-§5 (one evaluation each).
+docs/research.md §1-§5; minilm_full_zeroshot: the untrained MiniLM under it on XQuAD-R and MLQA-R
+(docs/results.md §1); one evaluation each.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ SWEEPS = {
     # the untrained e5 under the same two protocols (no seed: one evaluation each, run as seed 0)
     "text_full_zeroshot": ("configs/hbt_cpu.py:mlqa_r:zeroshot:me5:study:full", ["seed=0"], []),
     "text_slice_zeroshot": ("configs/hbt_cpu.py:mlqa_r:zeroshot:me5:study", ["seed=0"], []),
+    # the untrained MiniLM under the README's protocol on both sets (docs/results.md §1)
+    "minilm_full_zeroshot": ("configs/eval_lareqa.py", ["seed=0"], []),
     "it_seq_it_first": (CFG + ":it_mono", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30"]),
     "it_seq_then_tt": (CFG + ":tt_xy", [SEEDS], ["--config.num_steps=30", "--config.checkpoint_every=30",
                                                 "--config.restore_from=RUNS/it_seq_it_first/runs/seed=SEED"]),
@@ -57,6 +60,8 @@ SWEEPS = {
 DATA = {"it": "synthetic scenes (hbt_jax/data/synthetic_scenes.py): synthetic, not real photos",
         "text_full": "train MLQA-R, evaluate the full XQuAD-R with paragraph context",
         "text_full_zeroshot": "no training (the untrained e5); evaluate the full XQuAD-R with paragraph context",
+        "minilm_full_zeroshot": "no training (the untrained all-MiniLM-L6-v2); evaluate the full XQuAD-R and "
+                                "MLQA-R with paragraph context",
         "text_slice_zeroshot": "no training (the untrained e5); evaluate the study's XQuAD-R slice: the first 300 "
                                "questions per language, sentence candidates"}
 
