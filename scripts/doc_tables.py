@@ -12,11 +12,11 @@ metric, language-group means included) and `meta.json` ({"commit": the code that
   <!-- /table -->
 
 and TABLES below says how NAME is built: which runs are its rows (a study and the values of its swept
-keys), which metrics are its columns. A row whose `where` has a "metric" entry is one run read at that
-metric: it fills the `{metric}` of its columns (one evaluation laid out as settings × measures, or
-measures × languages), and a column that run does not have is left blank (rank distance of mono). Each cell is mean ± standard deviation over the runs of its row (sample std,
-n - 1), with n (one run's cell shows its value alone); the caption under each table names its source
-file, the code's commit and n.
+keys), which metrics are its columns. Each cell is mean ± standard deviation over the runs of its row
+(sample std, n - 1), with n (one run's cell shows its value alone); the caption under each table names
+its source file, the code's commit and n. A row whose `where` has a "metric" entry is one run read at
+that metric: it fills the `{metric}` of its columns (one evaluation laid out as settings × measures,
+or measures × languages), and a column that run does not have is left blank (rank distance of mono).
 
 Two older kinds of source, for runs whose per-run folders were not kept (SUMMARY_TABLES): the sweep
 summaries of the 2026-11/12 text study (`docs/study/*_summary.md`, cells "mean ± std (n)") and the
